@@ -1,0 +1,73 @@
+"""Configuration: defaults, and bad input named with file, line, key and fix."""
+
+from pathlib import Path
+
+import pytest
+
+from cloudrone.flight.config import ConfigError, load_config, parse_config
+
+
+def test_empty_file_gives_safe_defaults() -> None:
+    c = parse_config("")
+    assert c.failsafe.hold_s == 0.5
+    assert c.mavlink.system_id == 1
+    assert c.backend.type == "sim"
+    assert c.channels["throttle"].min_us == 1000
+    assert c.rate_hz == 50.0
+
+
+def test_full_file(tmp_path: Path) -> None:
+    p = tmp_path / "flight.yml"
+    p.write_text(
+        "mavlink:\n  listen: 127.0.0.1:14601\n  ground_station: 127.0.0.1:14602\n"
+        "  system_id: 7\n"
+        "backend:\n  type: pca9685\n  pca9685: {bus: 3, address: 0x41}\n"
+        "channels:\n  rudder: {reversed: true, expo: 0.3, rc: 4, output: 5}\n"
+    )
+    c = load_config(p)
+    assert c.mavlink.listen == ("127.0.0.1", 14601)
+    assert c.mavlink.system_id == 7
+    assert c.backend.pca9685.address == 0x41
+    assert c.channels["rudder"].reversed and c.channels["rudder"].output == 5
+    assert c.source == str(p)
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "/etc/cloudrone/flight.yml")
+    return info.value.problems
+
+
+def test_errors_name_file_line_key_and_fix() -> None:
+    problems = _problems("failsafe:\n  hold_s: -1\n  descnt_s: 3\n")
+    assert problems[0].startswith("/etc/cloudrone/flight.yml:2: failsafe.hold_s: -1")
+    assert "from 0.1 to 5.0 s" in problems[0]
+    assert "failsafe.descnt_s" in problems[1] and "did you mean failsafe.descent_s" in problems[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("mavlink: {listen: 'here'}", "mavlink.listen", "ADDRESS:PORT"),
+        ("mavlink: {ground_station: '10.0.0.1:0'}", "mavlink.ground_station", "1-65535"),
+        ("backend: {type: servoblaster}", "backend.type", "sim, pca9685, pigpio"),
+        ("channels: {throttle: {reversed: true}}", "channels.throttle.reversed", "false"),
+        ("channels: {throttle: {min_us: 1200}}", "channels.throttle.min_us", "zero throttle"),
+        ("channels: {aileron: {min_us: 600}}", "channels.aileron.min_us", "800"),
+        ("channels: {rudder: {rc: 1}}", "channels", "own"),
+        ("realtime: {lock_memory: 'yes'}", "realtime.lock_memory", "true or false"),
+        ("battery: {low_voltage: 11, resume_voltage: 10}", "battery.resume_voltage", "at or"),
+        ("failsafe: {descent_us: 2100}", "failsafe.descent_us", "1000 to 2000"),
+        ("[1, 2]", "", "mapping"),
+        ("failsafe: [", "", "YAML"),
+    ],
+)
+def test_bad_values_are_explained(text: str, key: str, words: str) -> None:
+    problems = _problems(text)
+    assert any(key in p and words in p for p in problems), problems
+    assert all(p.startswith("/etc/cloudrone/flight.yml") for p in problems)
+
+
+def test_missing_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.yml")
