@@ -1,0 +1,167 @@
+"""The simulated drone's image: a stock Debian root file system, built once.
+
+The recipe (``images/drone/``) is hashed into the image tag, so an unchanged
+recipe reuses the image already in the engine and a changed one builds anew.
+Packages come through the controller's apt-cacher-ng when it answers, the same
+cache the simulated drones use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from cloudrone.paths import project_root
+
+IMAGE_REPO = "cloudrone/drone"
+CACHE_PORT = 3142
+
+
+@dataclass(frozen=True)
+class Recipe:
+    folder: Path
+    suite: str
+    mirror: str
+    variant: str
+    include: tuple[str, ...]
+
+    @classmethod
+    def load(cls, folder: Path | None = None) -> Recipe:
+        folder = folder or project_root() / "images" / "drone"
+        path = folder / "recipe.yml"
+        data = yaml.safe_load(path.read_text())
+        missing = {"suite", "mirror", "variant", "include"} - set(data or {})
+        if missing:
+            raise ValueError(f"{path}: missing {', '.join(sorted(missing))}")
+        return cls(
+            folder=folder,
+            suite=str(data["suite"]),
+            mirror=str(data["mirror"]).rstrip("/"),
+            variant=str(data["variant"]),
+            include=tuple(str(p) for p in data["include"]),
+        )
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for f in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+            h.update(f.relative_to(self.folder).as_posix().encode())
+            h.update(b"\0")
+            h.update(f.read_bytes())
+        return h.hexdigest()[:12]
+
+    @property
+    def tag(self) -> str:
+        return f"{IMAGE_REPO}:{self.suite}-{self.digest()}"
+
+
+def cache_answers(host: str = "127.0.0.1", port: int = CACHE_PORT) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def image_exists(tag: str) -> bool:
+    return (
+        subprocess.run(
+            ["docker", "image", "inspect", tag], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+
+
+def mirror_via_cache(mirror: str) -> str:
+    """``http://deb.debian.org/debian`` -> the same archive through apt-cacher-ng."""
+    if mirror.startswith("http://") and cache_answers():
+        return f"http://127.0.0.1:{CACHE_PORT}/{mirror.removeprefix('http://')}"
+    return mirror
+
+
+def build(recipe: Recipe, log=print) -> str:
+    for tool in ("debootstrap", "chroot", "tar", "docker"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} not found; run scripts/setup.sh (it installs it)")
+    mirror = mirror_via_cache(recipe.mirror)
+    with tempfile.TemporaryDirectory(prefix="cloudrone-rootfs-", dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        log(f"    debootstrap {recipe.suite} from {mirror} (about a minute)")
+        subprocess.run(
+            [
+                "debootstrap",
+                f"--variant={recipe.variant}",
+                f"--include={','.join(recipe.include)}",
+                recipe.suite,
+                str(rootfs),
+                mirror,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        # Point apt at the real mirror, not at this controller's cache.
+        (rootfs / "etc/apt/sources.list").write_text(
+            f"deb {recipe.mirror} {recipe.suite} main\n"
+            f"deb {recipe.mirror} {recipe.suite}-updates main\n"
+        )
+        shutil.copy(recipe.folder / "customize.sh", rootfs / "customize.sh")
+        subprocess.run(["chroot", str(rootfs), "/bin/sh", "/customize.sh"], check=True)
+        (rootfs / "customize.sh").unlink()
+        log(f"    docker import as {recipe.tag}")
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(
+            [
+                "docker",
+                "import",
+                "-c",
+                'CMD ["/sbin/init"]',
+                "-c",
+                "ENV container=docker",
+                "-c",
+                f"LABEL io.cloudrone.recipe={recipe.digest()}",
+                "-",
+                recipe.tag,
+            ],
+            stdin=tar.stdout,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        if tar.wait() != 0:
+            raise RuntimeError("tar of the root file system failed")
+    return recipe.tag
+
+
+def ensure(recipe: Recipe | None = None, log=print) -> str:
+    """The drone image's tag, building the image only when it is missing."""
+    recipe = recipe or Recipe.load()
+    if image_exists(recipe.tag):
+        log(f"    {recipe.tag} is present (reused)")
+        return recipe.tag
+    return build(recipe, log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cloudrone.fleet.image")
+    parser.add_argument("action", choices=["ensure", "tag"])
+    args = parser.parse_args(argv)
+    if args.action == "tag":
+        print(Recipe.load().tag)
+        return 0
+    try:
+        ensure()
+    except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
+        print(f"drone image: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

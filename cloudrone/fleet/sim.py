@@ -1,0 +1,486 @@
+"""The simulated drone, defined once.
+
+A simulated drone is a container that boots systemd like a Pi boots Raspberry
+Pi OS, keeps its own ``/var/lib/docker`` on a volume (so an engine inside it
+gets overlay2), and is joined to the other drones by radio links modelled as
+Docker networks with explicit subnets. Molecule's create and destroy
+playbooks and ``cloudrone_cli mission up`` on the sim target all come here.
+
+Run as a module for molecule and scripts::
+
+    python -m cloudrone.fleet.sim up --file fleet.yml [--authorized-key KEY.pub]
+    python -m cloudrone.fleet.sim down --fleet NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import ipaddress
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import yaml
+from docker.models.containers import Container
+
+LABEL_FLEET = "io.cloudrone.fleet"
+LABEL_DRONE = "io.cloudrone.drone"
+LABEL_SPEC = "io.cloudrone.spec"
+
+# Every capability a systemd node needs, minus SYS_RESOURCE: that one is missing
+# from the bounding set of some hosts, where --privileged then fails with
+# "unable to apply caps". Names that Engine 20.10 rejects (BPF, PERFMON,
+# CHECKPOINT_RESTORE) are left out on purpose.
+CAPABILITIES: tuple[str, ...] = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL",
+    "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
+    "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE",
+    "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+)  # fmt: skip
+
+# Real-time budget handed to each drone (of the engine's --cpu-rt-runtime),
+# so its flight bridge can run SCHED_FIFO where the kernel has RT group
+# scheduling. Hosts without it simply run without.
+RT_RUNTIME_US = 200_000
+
+
+class FleetError(RuntimeError):
+    """Something the operator must fix before the fleet can come up."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """A radio link (or the management link) between drones: one network."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        # The controller sits on every link at the subnet's last address, so
+        # drones can take low addresses and the controller is easy to find.
+        return self.subnet.broadcast_address - 1
+
+
+@dataclass(frozen=True)
+class Drone:
+    name: str
+    addresses: dict[str, ipaddress.IPv4Address]
+    memory: str | None = None
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    fleet: str
+    links: tuple[Link, ...]
+    drones: tuple[Drone, ...]
+    admin_user: str = "cloudrone"
+    image: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def network_name(self, link: str) -> str:
+        return f"cloudrone-{self.fleet}-{link}"
+
+    def container_name(self, drone: str) -> str:
+        return f"cloudrone-{self.fleet}-{drone}"
+
+    def volume_name(self, drone: str) -> str:
+        return f"cloudrone-{self.fleet}-{drone}-docker"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "fleet spec") -> FleetSpec:
+        def fail(where: str, msg: str) -> FleetError:
+            return FleetError(f"{source}: {where}: {msg}")
+
+        fleet = str(data.get("fleet", ""))
+        if not fleet or not fleet.replace("-", "").isalnum():
+            raise fail("fleet", f"{fleet!r} must be letters, digits and dashes")
+        links = []
+        for i, raw in enumerate(data.get("links", [])):
+            try:
+                subnet = ipaddress.IPv4Network(str(raw["subnet"]))
+            except (KeyError, ValueError) as exc:
+                raise fail(f"links[{i}].subnet", f"{exc}; give a network like 10.42.0.0/24")
+            links.append(Link(name=str(raw["name"]), subnet=subnet))
+        by_name = {link.name: link for link in links}
+        drones = []
+        for i, raw in enumerate(data.get("drones", [])):
+            addresses = {}
+            for link_name, addr in (raw.get("links") or {}).items():
+                if link_name not in by_name:
+                    raise fail(
+                        f"drones[{i}].links.{link_name}",
+                        f"no such link; known links: {', '.join(by_name)}",
+                    )
+                ip = ipaddress.IPv4Address(str(addr))
+                link = by_name[link_name]
+                if ip not in link.subnet or ip in (
+                    link.subnet.network_address,
+                    link.subnet.broadcast_address,
+                    link.gateway,
+                ):
+                    raise fail(
+                        f"drones[{i}].links.{link_name}",
+                        f"{ip} is not a host address of {link.subnet} "
+                        f"(and {link.gateway} is the controller's)",
+                    )
+                addresses[link_name] = ip
+            drones.append(
+                Drone(
+                    name=str(raw["name"]),
+                    addresses=addresses,
+                    memory=raw.get("memory"),
+                    cpus=raw.get("cpus"),
+                )
+            )
+        return cls(
+            fleet=fleet,
+            links=tuple(links),
+            drones=tuple(drones),
+            admin_user=str(data.get("admin_user", "cloudrone")),
+            image=data.get("image"),
+        )
+
+
+def _client() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise FleetError(
+            f"no Docker engine answers ({exc}); run scripts/setup.sh, which starts one"
+        ) from exc
+    return client
+
+
+@functools.cache
+def privileged_works(image: str) -> bool:
+    """Whether this host lets a container run --privileged (some sandboxes refuse)."""
+    client = _client()
+    try:
+        client.containers.run(image, "true", privileged=True, remove=True)
+    except docker.errors.APIError:
+        return False
+    return True
+
+
+def container_kwargs(spec: FleetSpec, drone: Drone, image: str, privileged: bool) -> dict:
+    """Everything ``docker run`` needs for one drone, in docker SDK terms."""
+    kwargs: dict[str, Any] = {
+        "image": image,
+        "command": "/sbin/init",
+        "name": spec.container_name(drone.name),
+        "hostname": drone.name,
+        "detach": True,
+        "environment": {"container": "docker"},
+        "stop_signal": "SIGRTMIN+3",
+        "tmpfs": {"/run": "rw,exec", "/run/lock": "rw"},
+        "cgroupns": "host",
+        "volumes": {
+            "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+            spec.volume_name(drone.name): {"bind": "/var/lib/docker", "mode": "rw"},
+        },
+        # seccomp off for systemd; /proc/sys writable so the drone's own
+        # (namespaced) net.* sysctls can be set like on a Pi.
+        "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+        # (the CLI's --security-opt systempaths=unconfined, in API terms)
+        "unmask_system_paths": True,
+        "labels": {LABEL_FLEET: spec.fleet, LABEL_DRONE: drone.name},
+        "restart_policy": {"Name": "unless-stopped"},
+    }
+    if privileged:
+        kwargs["privileged"] = True
+    else:
+        kwargs["cap_drop"] = ["ALL"]
+        kwargs["cap_add"] = list(CAPABILITIES)
+    if drone.memory:
+        kwargs["mem_limit"] = drone.memory
+    if drone.cpus:
+        kwargs["nano_cpus"] = int(drone.cpus * 1e9)
+    return kwargs
+
+
+def spec_digest(kwargs: dict, addresses: dict[str, str]) -> str:
+    blob = json.dumps({"run": kwargs, "addresses": addresses}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class SimFleet:
+    """Bring a simulated fleet up, describe it, and take it down again."""
+
+    def __init__(self, spec: FleetSpec, log: Callable[[str], None] = print) -> None:
+        self.spec = spec
+        self.log = log
+        self.client = _client()
+
+    # -- links -------------------------------------------------------------
+    def ensure_link(self, link: Link) -> None:
+        name = self.spec.network_name(link.name)
+        try:
+            net = self.client.networks.get(name)
+            configs = net.attrs.get("IPAM", {}).get("Config") or [{}]
+            if configs[0].get("Subnet") != str(link.subnet):
+                raise FleetError(
+                    f"network {name} exists with subnet {configs[0].get('Subnet')}, "
+                    f"not {link.subnet}; take the fleet down first "
+                    f"(python -m cloudrone.fleet.sim down --fleet {self.spec.fleet})"
+                )
+            return
+        except docker.errors.NotFound:
+            pass
+        pool = docker.types.IPAMPool(subnet=str(link.subnet), gateway=str(link.gateway))
+        try:
+            # internal: no route to the outside world, as in the field. The
+            # controller (the base camp) is still reachable at the gateway.
+            self.client.networks.create(
+                name,
+                driver="bridge",
+                internal=True,
+                ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                labels={LABEL_FLEET: self.spec.fleet},
+            )
+        except docker.errors.APIError as exc:
+            if "overlap" in str(exc).lower():
+                raise FleetError(
+                    f"link {link.name}: subnet {link.subnet} overlaps a network that "
+                    f"already exists on this engine; pick another subnet "
+                    f"(docker network ls shows what is taken)"
+                ) from exc
+            raise
+        self.log(f"    link {link.name}: network {name} {link.subnet}")
+
+    # -- drones ------------------------------------------------------------
+    def _find(self, drone: Drone) -> Container | None:
+        try:
+            return self.client.containers.get(self.spec.container_name(drone.name))
+        except docker.errors.NotFound:
+            return None
+
+    def ensure_drone(self, drone: Drone, image: str) -> Container:
+        privileged = privileged_works(image)
+        kwargs = container_kwargs(self.spec, drone, image, privileged)
+        addresses = {k: str(v) for k, v in drone.addresses.items()}
+        digest = spec_digest(kwargs, addresses)
+        existing = self._find(drone)
+        if existing is not None:
+            if existing.labels.get(LABEL_SPEC) == digest:
+                if existing.status != "running":
+                    existing.start()
+                    self.log(f"    drone {drone.name}: started again")
+                return existing
+            self.log(f"    drone {drone.name}: definition changed, recreating")
+            existing.remove(force=True)
+        kwargs["labels"][LABEL_SPEC] = digest
+        links = list(drone.addresses.items())
+        first_link, first_ip = links[0] if links else (None, None)
+        if first_link is not None:
+            kwargs["network"] = self.spec.network_name(first_link)
+        kwargs["network_disabled"] = first_link is None
+        container = self._create(kwargs, first_link, first_ip)
+        for link_name, ip in links[1:]:
+            self.client.networks.get(self.spec.network_name(link_name)).connect(
+                container, ipv4_address=str(ip)
+            )
+        container.start()
+        mode = "privileged" if privileged else "explicit capabilities"
+        self.log(f"    drone {drone.name}: container {container.name} ({mode})")
+        return container
+
+    def _create(self, kwargs: dict, first_link: str | None, first_ip: Any) -> Container:
+        # The SDK's create() takes one network; give it the address through
+        # the low-level networking config so the drone boots with it.
+        api = self.client.api
+        run = dict(kwargs)
+        image = run.pop("image")
+        command = run.pop("command")
+        name = run.pop("name")
+        network = run.pop("network", None)
+        run.pop("network_disabled", None)
+        run.pop("detach", None)
+        host_config_keys = {
+            "cgroupns", "volumes", "security_opt", "cap_add", "cap_drop", "privileged",
+            "tmpfs", "restart_policy", "mem_limit", "nano_cpus", "cpu_rt_runtime",
+            "unmask_system_paths",
+        }  # fmt: skip
+        host_kwargs = {k: run.pop(k) for k in list(run) if k in host_config_keys}
+        binds = host_kwargs.pop("volumes", {})
+        host_kwargs["binds"] = {k: v for k, v in binds.items()}
+        if network:
+            host_kwargs["network_mode"] = network
+        networking = None
+        if network:
+            networking = api.create_networking_config(
+                {network: api.create_endpoint_config(ipv4_address=str(first_ip))}
+            )
+
+        def create(with_rt: bool) -> Container:
+            hk = dict(host_kwargs)
+            unmask = hk.pop("unmask_system_paths", False)
+            if with_rt:
+                hk["cpu_rt_runtime"] = RT_RUNTIME_US
+            host_config = api.create_host_config(**hk)
+            if unmask:
+                host_config["MaskedPaths"] = []
+                host_config["ReadonlyPaths"] = []
+            resp = api.create_container(
+                image,
+                command=command,
+                name=name,
+                hostname=run["hostname"],
+                environment=run["environment"],
+                stop_signal=run["stop_signal"],
+                labels=run["labels"],
+                volumes=[v["bind"] for v in binds.values()],
+                host_config=host_config,
+                networking_config=networking,
+                detach=True,
+            )
+            return self.client.containers.get(resp["Id"])
+
+        if rt_budget_available():
+            try:
+                return create(with_rt=True)
+            except docker.errors.APIError as exc:
+                if "rt" not in str(exc).lower():
+                    raise
+                self.log(f"    (no real-time budget for drones: {exc.explanation})")
+        return create(with_rt=False)
+
+    def wait_ready(self, container: Container, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            rc, out = container.exec_run(["systemctl", "is-system-running"])
+            state = out.decode().strip()
+            if state in ("running", "degraded"):
+                return state
+            time.sleep(0.5)
+        _, failed = container.exec_run(["systemctl", "--failed", "--no-legend"])
+        raise FleetError(
+            f"{container.name} did not finish booting in {timeout:.0f} s (systemd says "
+            f"{state!r}); failed units: {failed.decode().strip() or 'none'}"
+        )
+
+    def bootstrap_user(self, container: Container, user: str, public_key: str) -> None:
+        """What Raspberry Pi Imager does on first boot: a sudo user with the key."""
+        script = f"""
+set -e
+u={shlex.quote(user)}
+id -u "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo "$u"
+home=$(getent passwd "$u" | cut -d: -f6)
+install -d -m 700 -o "$u" -g "$u" "$home/.ssh"
+key={shlex.quote(public_key.strip())}
+grep -qxF "$key" "$home/.ssh/authorized_keys" 2>/dev/null || echo "$key" >>"$home/.ssh/authorized_keys"
+chown "$u:$u" "$home/.ssh/authorized_keys"; chmod 600 "$home/.ssh/authorized_keys"
+echo "$u ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/010_$u-nopasswd
+chmod 440 /etc/sudoers.d/010_$u-nopasswd
+"""
+        rc, out = container.exec_run(["/bin/sh", "-c", script])
+        if rc != 0:
+            raise FleetError(f"{container.name}: first-boot user setup failed: {out.decode()}")
+
+    def up(self, image: str, public_key: str | None = None) -> list[dict[str, Any]]:
+        for link in self.spec.links:
+            self.ensure_link(link)
+        containers = [(d, self.ensure_drone(d, image)) for d in self.spec.drones]
+        for drone, container in containers:
+            self.wait_ready(container)
+            if public_key:
+                self.bootstrap_user(container, self.spec.admin_user, public_key)
+        return self.describe()
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for drone in self.spec.drones:
+            c = self._find(drone)
+            out.append(
+                {
+                    "drone": drone.name,
+                    "container": self.spec.container_name(drone.name),
+                    "state": c.status if c else "absent",
+                    "addresses": {k: str(v) for k, v in drone.addresses.items()},
+                }
+            )
+        return out
+
+    def controller_address(self, link: str) -> str:
+        for candidate in self.spec.links:
+            if candidate.name == link:
+                return str(candidate.gateway)
+        raise FleetError(f"no link named {link}")
+
+
+def down(fleet: str, log: Callable[[str], None] = print) -> int:
+    """Remove every container, volume and network of a fleet. Returns how many."""
+    client = _client()
+    removed = 0
+    selector = {"label": f"{LABEL_FLEET}={fleet}"}
+    for c in client.containers.list(all=True, filters=selector):
+        c.remove(force=True, v=False)
+        log(f"    removed container {c.name}")
+        removed += 1
+    for v in client.volumes.list(filters={"name": f"cloudrone-{fleet}-"}):
+        if v.name.startswith(f"cloudrone-{fleet}-") and v.name.endswith("-docker"):
+            v.remove(force=True)
+            removed += 1
+    for n in client.networks.list(filters=selector):
+        n.remove()
+        log(f"    removed network {n.name}")
+        removed += 1
+    return removed
+
+
+def rt_budget_available() -> bool:
+    return Path("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists()
+
+
+def load_spec(path: Path) -> FleetSpec:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FleetError(f"{path}: {exc}") from exc
+    return FleetSpec.from_dict(data or {}, source=str(path))
+
+
+def _main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cloudrone.fleet.sim")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p_up = sub.add_parser("up", help="create or reuse the fleet in FILE; print it as JSON")
+    p_up.add_argument("--file", type=Path, required=True)
+    p_up.add_argument("--authorized-key", type=Path, help="public key for the admin user")
+    p_up.add_argument("--image", help="drone image (default: build or reuse the recipe's)")
+    p_down = sub.add_parser("down", help="remove the fleet's containers, volumes, networks")
+    p_down.add_argument("--fleet", required=True)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    log = functools.partial(print, file=sys.stderr)
+    try:
+        if args.action == "down":
+            down(args.fleet, log=log)
+            return 0
+        spec = load_spec(args.file)
+        from cloudrone.fleet import image as image_mod
+
+        image = args.image or spec.image or image_mod.ensure(log=log)
+        key = args.authorized_key.read_text() if args.authorized_key else None
+        print(json.dumps(SimFleet(spec, log=log).up(image, key), indent=2))
+    except FleetError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
