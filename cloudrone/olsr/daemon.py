@@ -1,0 +1,688 @@
+"""cloudrone-olsrd: the OLSR routing daemon of a drone.
+
+One process, one thread, one selector: a UDP socket per mesh interface (port 698,
+bound to its device, broadcast), a netlink handle for routes, a small HTTP listener
+on localhost for the JSON status, and a heap of timers. Protocol decisions are taken
+by :class:`cloudrone.olsr.protocol.Node`; this module only moves bytes and routes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import heapq
+import itertools
+import json
+import logging
+import os
+import random
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from cloudrone.olsr import codec, sdnotify, status
+from cloudrone.olsr.config import DEFAULT_PATH, Config, ConfigError, load
+from cloudrone.olsr.kernel import KernelRoute, RouteTable
+from cloudrone.olsr.protocol import Node
+from cloudrone.olsr.routing import Route
+
+log = logging.getLogger("cloudrone.olsr")
+
+MAX_PACKET = 1472  # a 1500-byte MTU minus IP and UDP headers
+HTTP_LIMIT = 4096
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event, message and the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, default=str)
+
+
+def event(level: int, msg: str, name: str, **fields: Any) -> None:
+    log.log(level, msg, extra={"fields": {"event": name, **fields}})
+
+
+@dataclass(slots=True)
+class Interface:
+    name: str
+    index: int
+    address: str
+    broadcast: str
+    sock: socket.socket
+    seqno: int = 0
+    queue: list[bytes] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.selector = selectors.DefaultSelector()
+        self.timers: list[tuple[float, int, str, Callable[[], None]]] = []
+        self._timer_ids = itertools.count()
+        self._cancelled: set[int] = set()
+        self._named: dict[str, int] = {}
+        self.ifaces: dict[str, Interface] = {}
+        self.running = False
+        self.started = time.monotonic()
+        self.ipr = IPRoute()
+        self.routes_wanted: dict[tuple[str, int], Route] = {}
+        self.route_table = RouteTable(
+            config.route_table, config.route_protocol, config.route_metric
+        )
+        self.http: socket.socket | None = None
+        self.sent_bytes = 0
+        self.sent_packets = 0
+        self.recv_bytes = 0
+        self.send_errors = 0
+        self.reloads = 0
+        self.reload_failures = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._signals: list[int] = []
+        addresses = self._read_addresses()
+        main = config.main_address or self._first_address(addresses)
+        self.node = Node(
+            main,
+            {},
+            willingness=config.willingness,
+            timers=config.timers,
+            tc_redundancy=config.tc_redundancy,
+            hna=config.hna_networks,
+            clock=time.monotonic,
+        )
+
+    # --- interfaces --------------------------------------------------------------------
+
+    def _read_addresses(self) -> dict[str, tuple[int, str, str] | None]:
+        """For each configured interface: (index, address, broadcast), or None if unusable."""
+        out: dict[str, tuple[int, str, str] | None] = {}
+        for name in self.config.interfaces:
+            try:
+                index = socket.if_nametoindex(name)
+            except OSError:
+                out[name] = None
+                continue
+            found = None
+            for msg in self.ipr.get_addr(index=index, family=socket.AF_INET):
+                addr = msg.get("IFA_ADDRESS") or msg.get("IFA_LOCAL")
+                if addr:
+                    found = (index, addr, msg.get("IFA_BROADCAST") or "255.255.255.255")
+                    break
+            out[name] = found
+        return out
+
+    def _first_address(self, addresses: dict[str, tuple[int, str, str] | None]) -> str:
+        for name in self.config.interfaces:
+            entry = addresses.get(name)
+            if entry:
+                return entry[1]
+        names = ", ".join(self.config.interfaces)
+        raise ConfigError(
+            [
+                f"{os.path.basename(self.config.source) or 'olsrd.yml'}: interfaces: none of "
+                f"{names} has an IPv4 address; assign one or set main_address"
+            ]
+        )
+
+    def _open_socket(self, name: str) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, name.encode())
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+        sock.bind(("0.0.0.0", self.config.port))
+        sock.setblocking(False)
+        return sock
+
+    def refresh_interfaces(self) -> None:
+        """Follow interfaces that appear, disappear or change address."""
+        current = self._read_addresses()
+        changed = False
+        for name, entry in current.items():
+            have = self.ifaces.get(name)
+            if have and (entry is None or (entry[0], entry[1]) != (have.index, have.address)):
+                self._close_iface(have)
+                event(logging.WARNING, "interface gone or changed", "interface_down", ifname=name)
+                changed = True
+                have = None
+            if have is None and entry is not None:
+                try:
+                    sock = self._open_socket(name)
+                except OSError as exc:
+                    event(
+                        logging.WARNING,
+                        "cannot open interface",
+                        "interface_error",
+                        ifname=name,
+                        error=exc.strerror,
+                    )
+                    continue
+                iface = Interface(name, entry[0], entry[1], entry[2], sock)
+                self.ifaces[name] = iface
+                self.selector.register(sock, selectors.EVENT_READ, ("udp", iface))
+                event(
+                    logging.INFO,
+                    "interface up",
+                    "interface_up",
+                    ifname=name,
+                    address=entry[1],
+                    broadcast=entry[2],
+                )
+                changed = True
+        for name in [n for n in self.ifaces if n not in current]:
+            self._close_iface(self.ifaces[name])
+            changed = True
+        if changed:
+            self.node.set_interfaces({n: i.address for n, i in self.ifaces.items()})
+            self.schedule_routes()
+
+    def _close_iface(self, iface: Interface) -> None:
+        self.selector.unregister(iface.sock)
+        iface.sock.close()
+        self.ifaces.pop(iface.name, None)
+
+    # --- timers ------------------------------------------------------------------------
+
+    def at(self, when: float, name: str, callback: Callable[[], None]) -> None:
+        """Run ``callback`` at monotonic time ``when``; replaces a pending timer of ``name``."""
+        old = self._named.get(name)
+        if old is not None:
+            self._cancelled.add(old)
+        tid = next(self._timer_ids)
+        self._named[name] = tid
+        heapq.heappush(self.timers, (when, tid, name, callback))
+
+    def pending(self, name: str) -> float | None:
+        tid = self._named.get(name)
+        for when, t, _n, _c in self.timers:
+            if t == tid:
+                return when
+        return None
+
+    def jitter(self) -> float:
+        return random.uniform(0, self.config.max_jitter)
+
+    def every(self, name: str, interval: Callable[[], float], action: Callable[[], None]) -> None:
+        def run() -> None:
+            action()
+            self.at(time.monotonic() + max(interval() - self.jitter(), 0.01), name, run)
+
+        self.at(time.monotonic() + self.jitter(), name, run)
+
+    # --- sending -----------------------------------------------------------------------
+
+    def send_now(self, messages: list[bytes], only: Interface | None = None) -> None:
+        for iface in [only] if only else list(self.ifaces.values()):
+            iface.queue.extend(messages)
+            self.flush(iface)
+
+    def queue_forward(self, messages: list[bytes]) -> None:
+        for iface in self.ifaces.values():
+            iface.queue.extend(messages)
+        if self.pending("flush") is None:
+            self.at(time.monotonic() + self.jitter(), "flush", self.flush_all)
+
+    def flush_all(self) -> None:
+        for iface in list(self.ifaces.values()):
+            self.flush(iface)
+
+    def flush(self, iface: Interface) -> None:
+        while iface.queue:
+            batch: list[bytes] = []
+            size = codec.PACKET_HEADER.size
+            while iface.queue and (not batch or size + len(iface.queue[0]) <= MAX_PACKET):
+                msg = iface.queue.pop(0)
+                batch.append(msg)
+                size += len(msg)
+            iface.seqno = codec.seq_next(iface.seqno)
+            packet = codec.encode_packet(iface.seqno, batch)
+            try:
+                iface.sock.sendto(packet, (iface.broadcast, self.config.port))
+                self.sent_bytes += len(packet)
+                self.sent_packets += 1
+            except OSError as exc:
+                self.send_errors += 1
+                iface.queue.clear()
+                if exc.errno in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN, errno.EADDRNOTAVAIL):
+                    self.at(time.monotonic() + 0.2, "ifcheck-now", self.refresh_interfaces)
+                return
+
+    def send_hello(self) -> None:
+        for iface in list(self.ifaces.values()):
+            self.send_now([self.node.make_hello(iface.name).raw], iface)
+
+    def send_tc(self) -> None:
+        msg = self.node.make_tc()
+        if msg is not None:
+            self.send_now([msg.raw])
+
+    def send_mid(self) -> None:
+        msg = self.node.make_mid()
+        if msg is not None:
+            self.send_now([msg.raw])
+
+    def send_hna(self) -> None:
+        msg = self.node.make_hna()
+        if msg is not None:
+            self.send_now([msg.raw])
+
+    # --- receiving ---------------------------------------------------------------------
+
+    def on_udp(self, iface: Interface) -> None:
+        for _ in range(64):
+            try:
+                data, (source, _port) = iface.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.recv_bytes += len(data)
+            forward = self.node.receive(data, source, iface.name)
+            if forward:
+                self.queue_forward(forward)
+            self.after_state_change()
+
+    def after_state_change(self) -> None:
+        if self.node.tc_changed and self.pending("tc-change") is None:
+            self.node.tc_changed = False
+            self.at(time.monotonic() + self.jitter(), "tc-change", self.send_tc)
+        if self.node.changed:
+            self.schedule_routes()
+
+    # --- routes ------------------------------------------------------------------------
+
+    def schedule_routes(self) -> None:
+        if self.pending("routes") is None:
+            self.at(time.monotonic() + 0.05, "routes", self.update_routes)
+
+    def update_routes(self) -> None:
+        self.routes_wanted = self.node.routes()
+        by_addr = {i.address: i for i in self.ifaces.values()}
+        desired: dict[tuple[str, int], KernelRoute] = {}
+        for key, r in self.routes_wanted.items():
+            iface = by_addr.get(r.iface)
+            if iface is None:
+                continue
+            gateway = None if (r.prefix == 32 and r.next_hop == r.dest) else r.next_hop
+            desired[key] = KernelRoute(r.dest, r.prefix, gateway, iface.index)
+        added, removed = self.route_table.apply(desired)
+        if added or removed:
+            event(
+                logging.INFO,
+                "routes updated",
+                "routes",
+                added=added,
+                removed=removed,
+                total=len(self.route_table.installed),
+            )
+            self.notify_status()
+
+    def check_routes(self) -> None:
+        repaired = self.route_table.check()
+        if repaired:
+            event(logging.WARNING, "kernel routes repaired", "routes_repaired", count=repaired)
+
+    def housekeeping(self) -> None:
+        self.node.expire()
+        self.after_state_change()
+
+    # --- status ------------------------------------------------------------------------
+
+    def open_http(self) -> None:
+        if self.config.status_port == 0:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.status_address, self.config.status_port))
+        sock.listen(16)
+        sock.setblocking(False)
+        self.http = sock
+        self.selector.register(sock, selectors.EVENT_READ, ("http", None))
+
+    def close_http(self) -> None:
+        if self.http is not None:
+            self.selector.unregister(self.http)
+            self.http.close()
+            self.http = None
+
+    def on_http_accept(self) -> None:
+        assert self.http is not None
+        try:
+            conn, _addr = self.http.accept()
+        except OSError:
+            return
+        conn.setblocking(False)
+        self.selector.register(conn, selectors.EVENT_READ, ("conn", bytearray()))
+
+    def on_http_data(self, conn: socket.socket, buf: bytearray) -> None:
+        try:
+            chunk = conn.recv(HTTP_LIMIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        buf.extend(chunk)
+        if chunk and b"\r\n\r\n" not in buf and b"\n\n" not in buf and len(buf) < HTTP_LIMIT:
+            return
+        self.selector.unregister(conn)
+        try:
+            if buf:
+                conn.setblocking(True)
+                conn.settimeout(1.0)
+                conn.sendall(self.http_response(bytes(buf)))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def http_response(self, request: bytes) -> bytes:
+        line = request.split(b"\n", 1)[0].decode("latin-1").strip()
+        parts = line.split()
+        if len(parts) < 2 or parts[0] != "GET":
+            return _http(405, {"error": "only GET is supported"})
+        path = parts[1].split("?", 1)[0].strip("/")
+        wanted = path.split("/") if path else ["all"]
+        if wanted == ["all"]:
+            wanted = list(status.SECTIONS)
+        if any(w not in status.SECTIONS for w in wanted):
+            return _http(404, {"error": f"unknown path /{path}", "paths": list(status.SECTIONS)})
+        return _http(200, self.snapshot(wanted))
+
+    def snapshot(self, sections: list[str]) -> dict[str, Any]:
+        now = time.monotonic()
+        node = self.node
+        names = {i.address: i.name for i in self.ifaces.values()}
+        makers: dict[str, Callable[[], Any]] = {
+            "links": lambda: status.links(node, names, now),
+            "neighbors": lambda: status.neighbors(node, now),
+            "2hop": lambda: status.two_hop(node, now),
+            "topology": lambda: status.topology(node, now),
+            "hna": lambda: status.hna(node, now),
+            "mid": lambda: status.mid(node, now),
+            "routes": lambda: status.routes(self.routes_wanted, names, self.config.route_metric),
+            "mpr": lambda: status.mpr(node, now),
+            "stats": self.stats,
+        }
+        out: dict[str, Any] = {s: makers[s]() for s in sections}
+        out.update(
+            {
+                "pid": os.getpid(),
+                "systemTime": int(time.time()),
+                "timeSinceStartup": int((now - self.started) * 1000),
+                "mainAddress": node.main_address,
+                "version": "cloudrone-olsrd jsoninfo-1.1",
+            }
+        )
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        usage = os.times()
+        return {
+            "counters": dict(sorted(self.node.counters.items())),
+            "sentBytes": self.sent_bytes,
+            "sentPackets": self.sent_packets,
+            "receivedBytes": self.recv_bytes,
+            "sendErrors": self.send_errors,
+            "routeChanges": self.route_table.changes,
+            "routeErrors": self.route_table.errors,
+            "reloads": self.reloads,
+            "reloadFailures": self.reload_failures,
+            "cpuSeconds": round(usage.user + usage.system, 3),
+            "interfaces": sorted(self.ifaces),
+        }
+
+    def notify_status(self) -> None:
+        sym = len(self.node.symmetric_neighbors())
+        sdnotify.notify(
+            f"STATUS={sym} neighbours, {len(self.route_table.installed)} routes, "
+            f"{len(self.node.mpr_set)} MPRs"
+        )
+
+    # --- signals and reload ------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals.append(signum)
+
+    def on_wakeup(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_r.recv(512)
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum == signal.SIGHUP:
+                self.reload()
+            else:
+                event(logging.INFO, "stopping", "stop", signal=signal.Signals(signum).name)
+                self.running = False
+
+    def reload(self) -> None:
+        sdnotify.notify("RELOADING=1")
+        try:
+            new = load(self.config.source)
+        except ConfigError as exc:
+            self.reload_failures += 1
+            event(
+                logging.ERROR,
+                "reload refused; keeping the running config",
+                "reload_refused",
+                problems=exc.problems,
+            )
+            sdnotify.notify("READY=1")
+            return
+        old = self.config
+        if new.main_address and new.main_address != self.node.main_address:
+            event(
+                logging.WARNING,
+                "main_address changes take effect on restart",
+                "reload_needs_restart",
+                key="main_address",
+            )
+        if (new.route_table, new.route_protocol, new.route_metric) != (
+            old.route_table,
+            old.route_protocol,
+            old.route_metric,
+        ):
+            self.route_table.flush()
+            self.route_table.close()
+            self.route_table = RouteTable(new.route_table, new.route_protocol, new.route_metric)
+        self.config = new
+        node = self.node
+        node.willingness = new.willingness
+        node.timers = new.timers
+        node.tc_redundancy = new.tc_redundancy
+        node.hna_networks = list(new.hna_networks)
+        logging.getLogger().setLevel(new.log_level.upper())
+        if (new.status_address, new.status_port) != (old.status_address, old.status_port):
+            self.close_http()
+            self.open_http()
+        self.refresh_interfaces()
+        self.start_timers()
+        node.changed = True
+        self.schedule_routes()
+        self.reloads += 1
+        event(logging.INFO, "config reloaded", "reload", source=new.source)
+        sdnotify.notify("READY=1")
+
+    # --- main loop ---------------------------------------------------------------------
+
+    def start_timers(self) -> None:
+        t = self.config.timers
+        self.every("hello", lambda: self.node.timers.hello_interval, self.send_hello)
+        self.every("tc", lambda: self.node.timers.tc_interval, self.send_tc)
+        self.every("mid", lambda: self.node.timers.mid_interval, self.send_mid)
+        self.every("hna", lambda: self.node.timers.hna_interval, self.send_hna)
+        self.every(
+            "expire", lambda: min(self.node.timers.hello_interval / 2, 1.0), self.housekeeping
+        )
+        self.every("ifcheck", lambda: max(t.hello_interval, 2.0), self.refresh_interfaces)
+        self.every("routecheck", lambda: self.config.route_check_interval, self.check_routes)
+        wd = sdnotify.watchdog_interval()
+        if wd is not None:
+            self.every("watchdog", lambda: wd, lambda: sdnotify.notify("WATCHDOG=1"))
+
+    def start(self) -> None:
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        stale = self.route_table.flush()
+        if stale:
+            event(
+                logging.INFO, "removed routes left by an earlier run", "routes_stale", count=stale
+            )
+        self.open_http()
+        self.refresh_interfaces()
+        self.start_timers()
+        self._warn_forwarding()
+        self.running = True
+        event(
+            logging.INFO,
+            "started",
+            "start",
+            main_address=self.node.main_address,
+            interfaces=sorted(self.ifaces),
+            willingness=self.node.willingness,
+            status_port=self.config.status_port,
+        )
+        sdnotify.notify(f"READY=1\nMAINPID={os.getpid()}")
+
+    def _warn_forwarding(self) -> None:
+        try:
+            with open("/proc/sys/net/ipv4/ip_forward", encoding="ascii") as fh:
+                if fh.read().strip() != "1":
+                    event(
+                        logging.WARNING,
+                        "IPv4 forwarding is off: this node will not relay traffic",
+                        "forwarding_off",
+                        fix="sysctl -w net.ipv4.ip_forward=1",
+                    )
+        except OSError:
+            pass
+
+    def run(self) -> None:
+        while self.running:
+            now = time.monotonic()
+            while self.timers and (
+                self.timers[0][1] in self._cancelled or self.timers[0][0] <= now
+            ):
+                _when, tid, name, callback = heapq.heappop(self.timers)
+                if tid in self._cancelled:
+                    self._cancelled.discard(tid)
+                    continue
+                if self._named.get(name) == tid:
+                    del self._named[name]
+                callback()
+                if not self.running:
+                    return
+            timeout = max(self.timers[0][0] - time.monotonic(), 0) if self.timers else 1.0
+            for key, _mask in self.selector.select(timeout):
+                kind, data = key.data
+                if kind == "udp":
+                    if data.name in self.ifaces:
+                        self.on_udp(data)
+                elif kind == "http":
+                    self.on_http_accept()
+                elif kind == "conn":
+                    self.on_http_data(key.fileobj, data)  # type: ignore[arg-type]
+                elif kind == "wake":
+                    self.on_wakeup()
+
+    def stop(self) -> None:
+        sdnotify.notify("STOPPING=1")
+        removed = self.route_table.flush()
+        event(logging.INFO, "stopped; routes removed", "stopped", routes_removed=removed)
+        for iface in list(self.ifaces.values()):
+            self._close_iface(iface)
+        self.close_http()
+        self.route_table.close()
+        self.ipr.close()
+
+
+def _http(code: int, body: dict[str, Any]) -> bytes:
+    reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}[code]
+    payload = json.dumps(body, indent=1).encode()
+    head = (
+        f"HTTP/1.0 {code} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="cloudrone-olsrd", description="OLSR (RFC 3626) routing daemon for the drone mesh"
+    )
+    parser.add_argument("--config", default=DEFAULT_PATH, help=f"config file ({DEFAULT_PATH})")
+    parser.add_argument(
+        "--check", metavar="CONFIG", help="validate CONFIG and exit: 0 when usable, 1 if not"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.check:
+        try:
+            cfg = load(args.check)
+        except ConfigError as exc:
+            for line in exc.problems:
+                print(line, file=sys.stderr)
+            return 1
+        print(
+            f"{args.check}: ok (interfaces {', '.join(cfg.interfaces)}; "
+            f"willingness {cfg.willingness}; HNA "
+            f"{', '.join(f'{n}/{p}' for n, p in cfg.hna_networks) or 'none'})"
+        )
+        return 0
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    setup_logging(cfg.log_level)
+    try:
+        daemon = Daemon(cfg)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    try:
+        daemon.start()
+    except OSError as exc:
+        event(logging.ERROR, "cannot start", "start_failed", error=str(exc))
+        daemon.stop()
+        return 1
+    try:
+        daemon.run()
+    finally:
+        daemon.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
