@@ -1,0 +1,47 @@
+"""A 4x4 grid of drones: every drone reaches every other, and only MPRs relay TCs."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "olsr_integration_conftest", pathlib.Path(__file__).with_name("conftest.py")
+)
+assert _spec is not None and _spec.loader is not None
+lab_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lab_mod)
+
+pytestmark = [pytest.mark.integration, lab_mod.needs_netns, pytest.mark.timeout(180)]
+
+
+def test_grid_four_by_four(lab) -> None:
+    grid = lab_mod.build_grid(lab, 4)
+    names = [n for row in grid for n in row]
+    for name in names:
+        lab.start(name)
+    assert lab_mod.wait_until(lambda: lab_mod.converged(lab, names), 60, step=1.0), lab.dump_logs()
+
+    # corner to corner (6 hops) both ways, and across the middle
+    far = lab.addresses["r3c3"]
+    assert lab.ping("r0c0", next(iter(far.values())))
+    assert lab.ping("r3c3", next(iter(lab.addresses["r0c0"].values())))
+    assert lab.ping("r3c0", next(iter(lab.addresses["r0c3"].values())))
+    assert not lab.ping("r0c0", next(iter(far.values())), ttl=5)
+
+    # MPR flooding: some drones never relay a TC, and every relay is someone's MPR
+    forwarded = {}
+    selected = {}
+    for name in names:
+        st = lab.status(name, "stats/mpr")
+        forwarded[name] = st["stats"]["counters"].get("forwarded", 0)
+        selected[name] = st["mpr"]["mprSelectors"]
+    relays = {n for n, f in forwarded.items() if f > 0}
+    assert relays, forwarded
+    assert len(relays) < len(names), forwarded
+    # once converged, the corners are nobody's MPR: each corner's two neighbours
+    # reach each other through the inner drone as well
+    never_selected = {n for n, s in selected.items() if not s}
+    assert {"r0c0", "r0c3", "r3c0", "r3c3"} <= never_selected, selected

@@ -1,0 +1,71 @@
+"""A line of five drones: routes converge, ping crosses every hop, routes are kept honest."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import signal
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "olsr_integration_conftest", pathlib.Path(__file__).with_name("conftest.py")
+)
+assert _spec is not None and _spec.loader is not None
+lab_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lab_mod)
+
+pytestmark = [pytest.mark.integration, lab_mod.needs_netns, pytest.mark.timeout(120)]
+
+
+def test_line_of_five(lab) -> None:
+    names = lab_mod.build_line(lab, 5)
+    # a route the daemon did not make: it must survive everything below
+    lab_mod.run("ip", "-n", lab.ns("d1"), "route", "add", "10.98.0.0/24", "via", "10.99.1.2")
+    for name in names:
+        lab.start(name)
+
+    assert lab_mod.wait_until(lambda: lab_mod.converged(lab, names), 30), lab.dump_logs()
+
+    # d1 reaches d5's far address through d2, as a 4-hop route
+    r1 = lab.routes("d1")
+    assert r1["10.99.4.5/32"]["gateway"] == "10.99.1.2"
+    assert r1["10.99.1.2/32"]["gateway"] is None  # the neighbour itself is on the link
+    # ping end to end, and through every hop: TTL 3 dies on the way, TTL 4 arrives
+    for target in ("10.99.1.2", "10.99.2.3", "10.99.3.4", "10.99.4.5"):
+        assert lab.ping("d1", target), target
+    assert lab.ping("d5", "10.99.1.1")
+    assert not lab.ping("d1", "10.99.4.5", ttl=3)
+    assert lab.ping("d1", "10.99.4.5", ttl=4)
+
+    # JSON status of the middle drone
+    st = lab.status("d3")
+    assert st["mainAddress"] == "10.99.2.3"
+    sym = {n["ipAddress"] for n in st["neighbors"] if n["symmetric"]}
+    assert sym == {"10.99.1.2", "10.99.3.4"}
+    assert set(st["mpr"]["mprs"]) == {"10.99.1.2", "10.99.3.4"}
+    assert {link["currentLinkStatus"] for link in st["links"]} == {"SYMMETRIC"}
+    assert all(link["validityTime"] > 0 for link in st["links"])
+    assert {(r["destination"], r["metric"]) for r in st["routes"]} >= {
+        ("10.99.1.1", 2),
+        ("10.99.4.5", 2),
+    }
+    assert any(m["main"]["ipAddress"] == "10.99.1.2" for m in st["mid"])  # d2 has two ifaces
+    # its own broadcasts come back to it and are ignored, never taken for a neighbour
+    assert st["stats"]["counters"]["own_packets"] > 0
+    assert not {link["remoteIP"] for link in st["links"]} & {"10.99.2.3", "10.99.3.3"}
+    assert lab.status("d1", "mpr")["mpr"]["mprs"] == ["10.99.1.2"]
+    assert "links" not in lab.status("d1", "mpr")
+
+    # a route deleted by hand is put back
+    lab_mod.run("ip", "-n", lab.ns("d1"), "route", "del", "10.99.4.5/32")
+    assert "10.99.4.5/32" not in lab.routes("d1")
+    assert lab_mod.wait_until(lambda: "10.99.4.5/32" in lab.routes("d1"), 10)
+    assert lab.ping("d1", "10.99.4.5")
+
+    # the route someone else made was never touched; a clean exit removes all of ours
+    assert "10.98.0.0/24" in lab.routes("d1", proto=None)
+    assert lab.stop("d1", signal.SIGTERM) == 0
+    assert lab.routes("d1") == {}
+    assert "10.98.0.0/24" in lab.routes("d1", proto=None)
+    assert '"event": "stopped"' in lab.log("d1")

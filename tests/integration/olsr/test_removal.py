@@ -1,0 +1,58 @@
+"""A drone drops out of a 3x3 grid: routes go around it within the holding times."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import time
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "olsr_integration_conftest", pathlib.Path(__file__).with_name("conftest.py")
+)
+assert _spec is not None and _spec.loader is not None
+lab_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lab_mod)
+
+pytestmark = [pytest.mark.integration, lab_mod.needs_netns, pytest.mark.timeout(120)]
+
+
+def test_node_removed_routes_go_around(lab) -> None:
+    grid = lab_mod.build_grid(lab, 3)
+    names = [n for row in grid for n in row]
+    for name in names:
+        lab.start(name)
+    assert lab_mod.wait_until(lambda: lab_mod.converged(lab, names), 40, step=0.5), lab.dump_logs()
+
+    # r0c1 -> r2c1 goes straight through the centre r1c1 (2 hops)
+    target = lab.addresses["r2c1"]
+    dest = sorted(target.values())[0]
+    centre = set(lab.addresses["r1c1"].values())
+    assert lab.routes("r0c1")[f"{dest}/32"]["gateway"] in centre
+    assert lab.ping("r0c1", dest, ttl=2)
+
+    lab.remove_node("r1c1")
+    gone = time.monotonic()
+    rest = [n for n in names if n != "r1c1"]
+    survivors = lab.all_addresses(rest)
+
+    def routed_around() -> bool:
+        for name in rest:
+            routes = lab.routes(name)
+            gateways = {r["gateway"] for r in routes.values()}
+            if gateways & centre or {d.split("/")[0] for d in routes} & centre:
+                return False
+            if not survivors - set(lab.addresses[name].values()) <= {
+                d.split("/")[0] for d in routes
+            }:
+                return False
+        return True
+
+    # neighbour hold 1.5 s + topology hold 3 s, plus margin for a busy machine
+    assert lab_mod.wait_until(routed_around, 15, step=0.3), lab.dump_logs()
+    took = time.monotonic() - gone
+    print(f"routes around the lost drone after {took:.1f} s")
+    assert lab.ping("r0c1", dest)
+    assert not lab.ping("r0c1", dest, ttl=3)  # now 4 hops around the hole
+    assert all(lab.alive(n) for n in rest)
