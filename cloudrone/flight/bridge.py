@@ -544,12 +544,16 @@ class Bridge:
             self._servo_output(now)
         if self._due_now("status", now, 1.0):
             self.write_status(now)
+        if self.warnings and self._due_now("warnings", now, 60.0):
+            for w in self.warnings:  # repeated: a station that joins later hears it too
+                self._text(mavlink.MAV_SEVERITY_WARNING, w, now)
         self.notifier.watchdog(now)
 
     def status(self, now: float) -> dict[str, Any]:
         c = self.controller
         r = self.battery_reading
         return {
+            "running": True,
             "time": round(now, 3),
             "system_id": self.sysid,
             "mode": c.mode.value,
@@ -616,12 +620,24 @@ class Bridge:
             if end is not None and now >= end:
                 break
 
+    def write_failure(self, error: str) -> None:
+        """Status of a bridge that could not start: no pulses, only the reason."""
+        path = self.config.status_file
+        if not path:
+            return
+        with contextlib.suppress(OSError):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(
+                json.dumps({"running": False, "error": error, "backend": self.backend.name})
+            )
+
     def close(self) -> None:
         now = time.monotonic()
         if self.controller.armed:
             log.critical("flight bridge stopping while ARMED (%s)", self.controller.mode.value)
-        with contextlib.suppress(Exception):
-            self.write_status(now)
+        if self.sock is not None:
+            with contextlib.suppress(Exception):
+                self.write_status(now)
         with contextlib.suppress(Exception):
             self.notifier.send("STOPPING=1")
         with contextlib.suppress(Exception):
@@ -684,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         bridge.start()
     except StartError as exc:
         log.error("%s", exc)
+        bridge.write_failure(str(exc))
         bridge.close()
         return 2
     signal.signal(signal.SIGTERM, lambda *_: bridge.stop())

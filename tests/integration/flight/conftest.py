@@ -120,6 +120,8 @@ class GroundStation:
     def start(self) -> None:
         hb = self.conn.wait_heartbeat(timeout=10)
         assert hb is not None, "no HEARTBEAT from the bridge"
+        # Like QGroundControl: answer with our own heartbeat once the vehicle speaks.
+        self.conn.mav.heartbeat_send(mavutil.mavlink.MAV_TYPE_GCS, 8, 0, 0, 4)
         self._thread.start()
 
     def _pilot(self) -> None:

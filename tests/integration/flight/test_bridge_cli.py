@@ -1,0 +1,128 @@
+"""The command: --check, clear start failures, and a loud refusal of FIFO."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CMD = [sys.executable, "-m", "cloudrone.flight.bridge"]
+
+
+def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config(tmp_path: Path, extra: str = "") -> Path:
+    p = tmp_path / "flight.yml"
+    p.write_text(
+        f'mavlink: {{listen: "127.0.0.1:{free_port()}", ground_station: '
+        f'"127.0.0.1:{free_port()}"}}\n'
+        f"status_file: {tmp_path}/status.json\n{extra}"
+    )
+    return p
+
+
+def test_check_accepts_a_good_file(tmp_path: Path) -> None:
+    p = config(tmp_path)
+    r = run("--check", str(p))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{p}: OK") and "backend sim" in r.stdout
+
+
+def test_check_names_file_line_key_and_fix(tmp_path: Path) -> None:
+    p = config(tmp_path, "failsafe:\n  hold_s: 9\nbackend: {type: servoblaster}\n")
+    before = p.read_text()
+    r = run("--check", str(p))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert f"{p}:4: failsafe.hold_s: 9 is out of range; give a value from 0.1 to 5.0 s" in lines
+    assert any(line.startswith(f"{p}:5: backend.type:") and "pca9685" in line for line in lines)
+    assert p.read_text() == before  # --check changes nothing
+    assert not (tmp_path / "status.json").exists()
+
+
+def test_a_bad_config_stops_the_bridge_before_it_touches_anything(tmp_path: Path) -> None:
+    p = config(tmp_path, "channels: {throttle: {reversed: true}}\n")
+    r = run("--config", str(p))
+    assert r.returncode == 1
+    assert "channels.throttle.reversed" in r.stderr
+    assert not (tmp_path / "status.json").exists()
+
+
+def test_missing_default_config_is_explained(tmp_path: Path) -> None:
+    r = run("--config", str(tmp_path / "none.yml"))
+    assert r.returncode == 1 and "none.yml: no such file" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("backend", "words"),
+    [
+        ("{type: pca9685, pca9685: {bus: 97}}", "pca9685 backend: /dev/i2c-97 does not exist"),
+        ("{type: pigpio, pigpio: {port: PORT}}", "pigpio backend: cannot reach pigpiod"),
+    ],
+)
+def test_a_missing_backend_fails_at_start(tmp_path: Path, backend: str, words: str) -> None:
+    p = config(tmp_path, f"backend: {backend.replace('PORT', str(free_port()))}\n")
+    r = run("--config", str(p))
+    assert r.returncode == 2
+    assert words in r.stderr
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["running"] is False and words in status["error"]
+    assert "pulses_us" not in status  # never flew on anything
+
+
+def test_a_taken_port_fails_at_start(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        p = tmp_path / "flight.yml"
+        p.write_text(f'mavlink: {{listen: "127.0.0.1:{port}"}}\nstatus_file: null\n')
+        r = run("--config", str(p))
+    assert r.returncode == 2
+    assert f"cannot listen for MAVLink on 127.0.0.1:{port}" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv")
+def test_refused_fifo_is_loud_reported_and_flight_goes_on(bridge, ground) -> None:  # type: ignore[no-untyped-def]
+    # Without CAP_SYS_NICE (and RLIMIT_RTPRIO 0 for root) SCHED_FIFO is refused.
+    no_rt = ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
+    b = bridge(prefix=no_rt, realtime={"fifo_priority": 40, "lock_memory": False})
+    gs = ground(b)
+    warn = gs.recv("STATUSTEXT", cond=lambda m: m.text.startswith("REAL-TIME SCHEDULING"))
+    assert warn is not None and warn.severity == 4  # MAV_SEVERITY_WARNING
+    rt = b.status()["realtime"]
+    assert rt["fifo"] is False and "Operation not permitted" in rt["fifo_error"]
+    assert any("REAL-TIME SCHEDULING REFUSED" in w for w in b.status()["warnings"])
+    assert "REAL-TIME SCHEDULING REFUSED" in b.log()
+    # ...and it runs on: heartbeats keep coming, frames keep being written.
+    n = len(b.frames())
+    time.sleep(0.5)
+    assert gs.recv("HEARTBEAT", timeout=3) is not None
+    assert len(b.frames()) >= n + 20
+    assert b.proc.poll() is None
+
+
+def test_granted_fifo_is_reported(bridge) -> None:  # type: ignore[no-untyped-def]
+    probe = subprocess.run(["chrt", "-f", "10", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("SCHED_FIFO is not available to this test run")
+    b = bridge(realtime={"fifo_priority": 10, "lock_memory": False})
+    time.sleep(1.2)
+    rt = b.status()["realtime"]
+    assert rt["fifo"] is True and rt["fifo_priority"] == 10
+    assert b.status()["warnings"] == []
