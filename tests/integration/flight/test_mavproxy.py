@@ -1,0 +1,157 @@
+"""MAVProxy, a real ground station run headless, flies the bridge.
+
+MAVProxy's ``--non-interactive`` stops it reading standard input at all (its
+main thread only sleeps), so commands could only be given once at start with
+``--cmd``, before the vehicle is even detected. Without that flag it reads
+commands line by line from a pipe (no terminal needed), so this test pipes
+``rc``, ``arm throttle``, ``disarm`` and ``param set`` to it, as a pilot types
+them, and reads its console output from another pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MAVPROXY = shutil.which("mavproxy.py") or str(Path(sys.executable).parent / "mavproxy.py")
+FRAME = 0.02
+SLACK = 0.15  # delivery and scheduling of three ordinary processes (see test_bridge_mavlink)
+
+
+class MavProxy:
+    def __init__(self, gs_port: int, workdir: Path) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                MAVPROXY,
+                f"--master=udp:127.0.0.1:{gs_port}",
+                "--nowait",
+                "--no-state",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=workdir,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def type(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, text: str, timeout: float = 8.0, after: int = 0) -> int:
+        """Index of the first console line from ``after`` on that contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i in range(after, len(self.lines)):
+                if text in self.lines[i]:
+                    return i
+            time.sleep(0.05)
+        raise AssertionError(f"MAVProxy never printed {text!r}:\n" + "\n".join(self.lines[-40:]))
+
+    def kill(self) -> float:
+        self.proc.kill()
+        t = time.monotonic()
+        self.proc.wait(timeout=5)
+        return t
+
+
+@pytest.mark.skipif(not Path(MAVPROXY).exists(), reason="MAVProxy is not installed")
+def test_mavproxy_flies_the_bridge(bridge, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    b = bridge(
+        failsafe={"ramp_s": 0.3, "descent_s": 0.6, "idle_s": 0.3},
+        battery={"low_voltage": 10.5, "low_delay_s": 0.5, "resume_voltage": 11.0},
+    )
+    mp = MavProxy(b.gs_port, tmp_path)
+    try:
+        mp.expect("online system 1", timeout=20)
+        mp.expect("Received 8 parameters", timeout=20)  # the parameter answer did not stall it
+
+        # Throttle down, then arm: the KK2 gesture, acknowledged.
+        mp.type("rc 3 1000")
+        time.sleep(0.3)
+        mark = len(mp.lines)
+        mp.type("arm throttle")
+        mp.expect("COMPONENT_ARM_DISARM: IN_PROGRESS", after=mark)
+        mp.expect("COMPONENT_ARM_DISARM: ACCEPTED", after=mark)
+
+        # Sticks through RC override (MAVProxy repeats it at 10 Hz).
+        mp.type("rc 3 1600")
+        mp.type("rc 1 1700")
+        mp.type("rc 4 1450")
+        time.sleep(0.5)
+        assert b.frames()[-1][1:] == ("armed", (1700, 1500, 1600, 1450))
+
+        # Disarm needs the throttle at zero.
+        mark = len(mp.lines)
+        mp.type("disarm")
+        mp.expect("COMPONENT_ARM_DISARM: DENIED", after=mark)
+        mp.expect("Disarm refused: bring the throttle to zero", after=mark)
+        mp.type("rc 3 1000")
+        time.sleep(0.3)
+        mark = len(mp.lines)
+        mp.type("disarm")
+        mp.expect("COMPONENT_ARM_DISARM: ACCEPTED", after=mark)
+        assert b.frames()[-1][1:] == ("disarmed", (1500, 1500, 1000, 1500))
+
+        # Low battery while flying: land, disarm, keep serving; arming refused.
+        mark = len(mp.lines)
+        mp.type("arm throttle")
+        mp.expect("COMPONENT_ARM_DISARM: ACCEPTED", after=mark)
+        mp.type("rc 3 1700")
+        time.sleep(0.3)
+        mp.type("param set SIM_BATT_VOLT 10.0")
+        mp.expect("Battery low: 10.00 V", after=mark)
+        mp.expect("Landed on low battery", after=mark, timeout=6)
+        time.sleep(0.1)
+        assert b.frames()[-1][1] == "disarmed"
+        landing = [f for f in b.frames() if f[1] == "landing"]
+        assert landing and landing[0][2][2] <= 1700 and landing[-1][2][2] == 1000
+        mark = len(mp.lines)
+        mp.type("arm throttle")
+        mp.expect("COMPONENT_ARM_DISARM: DENIED", after=mark)
+
+        # A fresh battery, fly again, then the pilot's link dies with MAVProxy.
+        mp.type("param set SIM_BATT_VOLT 12.5")
+        mp.expect("Battery recovered", after=mark)
+        mp.type("rc 3 1000")
+        time.sleep(0.2)
+        mark = len(mp.lines)
+        mp.type("arm throttle")
+        mp.expect("COMPONENT_ARM_DISARM: ACCEPTED", after=mark)
+        mp.type("rc 3 1650")
+        mp.type("rc 2 1300")
+        time.sleep(0.5)
+        assert b.frames()[-1][2] == (1700, 1300, 1650, 1450)  # rc 1 and 4 still held
+        killed = mp.kill()
+    finally:
+        if mp.proc.poll() is None:
+            mp.kill()
+    time.sleep(0.5 + 0.3 + 0.6 + 0.3 + 1.2 + 0.5)
+    frames = b.frames()
+    first = next(f for f in frames if f[1] == "failsafe" and f[0] > killed - 1)
+    # MAVProxy's last override left at most 0.1 s before the kill (10 Hz).
+    assert 0.5 - 0.1 < first[0] - killed <= 0.5 + FRAME + SLACK
+    assert first[2][:2] == (1500, 1500) and first[2][3] == 1500
+    assert frames[-1][1:] == ("disarmed", (1500, 1500, 1000, 1500))
+    assert b.proc.poll() is None
