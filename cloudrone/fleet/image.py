@@ -113,7 +113,12 @@ def build(recipe: Recipe, log=print) -> str:
             f"deb {recipe.mirror} {recipe.suite}-updates main\n"
         )
         shutil.copy(recipe.folder / "customize.sh", rootfs / "customize.sh")
-        subprocess.run(["chroot", str(rootfs), "/bin/sh", "/customize.sh"], check=True)
+        proxy = f"http://127.0.0.1:{CACHE_PORT}" if cache_answers() else ""
+        subprocess.run(
+            ["chroot", str(rootfs), "/usr/bin/env", f"CLOUDRONE_APT_PROXY={proxy}",
+             "/bin/sh", "/customize.sh"],
+            check=True,
+        )  # fmt: skip
         (rootfs / "customize.sh").unlink()
         log(f"    docker import as {recipe.tag}")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)

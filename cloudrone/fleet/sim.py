@@ -155,6 +155,35 @@ class FleetSpec:
         )
 
 
+def spec_from_platforms(fleet: str, platforms: list[dict[str, Any]]) -> FleetSpec:
+    """A fleet from molecule's ``platforms``: each names its links and address on each.
+
+    ``{name: drone-1, links: [{name: mgmt, subnet: 10.251.0.0/24, address: 10.251.0.11}]}``
+    """
+    links: dict[str, str] = {}
+    drones = []
+    for i, p in enumerate(platforms):
+        addresses = {}
+        for j, link in enumerate(p.get("links") or []):
+            where = f"platforms[{i}].links[{j}]"
+            try:
+                name, subnet, address = link["name"], link["subnet"], link["address"]
+            except KeyError as exc:
+                raise FleetError(f"molecule.yml: {where}: missing {exc}; give name, subnet, address")
+            if links.setdefault(name, subnet) != subnet:
+                raise FleetError(
+                    f"molecule.yml: {where}.subnet: {subnet} differs from {links[name]} "
+                    f"given for link {name} elsewhere; one link, one subnet"
+                )
+            addresses[name] = address
+        drones.append({"name": p["name"], "links": addresses, "memory": p.get("memory")})
+    return FleetSpec.from_dict(
+        {"fleet": fleet, "links": [{"name": n, "subnet": s} for n, s in links.items()],
+         "drones": drones},
+        source="molecule.yml",
+    )  # fmt: skip
+
+
 def _client() -> docker.DockerClient:
     try:
         client = docker.from_env()
@@ -459,7 +488,9 @@ def _main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloudrone.fleet.sim")
     sub = parser.add_subparsers(dest="action", required=True)
     p_up = sub.add_parser("up", help="create or reuse the fleet in FILE; print it as JSON")
-    p_up.add_argument("--file", type=Path, required=True)
+    p_up.add_argument("--file", type=Path, help="fleet spec (YAML)")
+    p_up.add_argument("--molecule-platforms", type=Path, help="molecule platforms (JSON)")
+    p_up.add_argument("--fleet", help="fleet name, with --molecule-platforms")
     p_up.add_argument("--authorized-key", type=Path, help="public key for the admin user")
     p_up.add_argument("--image", help="drone image (default: build or reuse the recipe's)")
     p_down = sub.add_parser("down", help="remove the fleet's containers, volumes, networks")
@@ -470,7 +501,13 @@ def _main(argv: Iterable[str] | None = None) -> int:
         if args.action == "down":
             down(args.fleet, log=log)
             return 0
-        spec = load_spec(args.file)
+        if args.molecule_platforms:
+            platforms = json.loads(args.molecule_platforms.read_text())
+            spec = spec_from_platforms(args.fleet, platforms)
+        elif args.file:
+            spec = load_spec(args.file)
+        else:
+            parser.error("up needs --file or --molecule-platforms")
         from cloudrone.fleet import image as image_mod
 
         image = args.image or spec.image or image_mod.ensure(log=log)

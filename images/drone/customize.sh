@@ -31,6 +31,9 @@ WantedBy=multi-user.target
 UNIT
 systemctl enable regenerate-ssh-host-keys.service ssh.service >/dev/null 2>&1
 
-# Images are small; keep apt's lists out of them (the base role updates).
+# Keep apt's package lists, as a flashed image has them (named after the real
+# mirror, fetched through the controller's cache when there is one); drop
+# the downloaded archives.
+rm -rf /var/lib/apt/lists/*
+http_proxy="${CLOUDRONE_APT_PROXY:-}" apt-get -q update >/dev/null
 apt-get clean
-rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
