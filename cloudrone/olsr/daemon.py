@@ -264,22 +264,31 @@ class Daemon:
 
     def send_hello(self) -> None:
         for iface in list(self.ifaces.values()):
+            self.node.counters["originated_hello"] += 1
             self.send_now([self.node.make_hello(iface.name).raw], iface)
 
     def send_tc(self) -> None:
         msg = self.node.make_tc()
         if msg is not None:
+            self.node.counters["originated_tc"] += 1
             self.send_now([msg.raw])
 
     def send_mid(self) -> None:
         msg = self.node.make_mid()
         if msg is not None:
+            self.node.counters["originated_mid"] += 1
             self.send_now([msg.raw])
 
     def send_hna(self) -> None:
         msg = self.node.make_hna()
         if msg is not None:
+            self.node.counters["originated_hna"] += 1
             self.send_now([msg.raw])
+
+    def send_on_change(self) -> None:
+        self.send_tc()
+        self.send_mid()
+        self.send_hna()
 
     # --- receiving ---------------------------------------------------------------------
 
@@ -299,8 +308,10 @@ class Daemon:
 
     def after_state_change(self) -> None:
         if self.node.tc_changed and self.pending("tc-change") is None:
+            # the neighbourhood changed: tell the mesh now rather than at the next
+            # interval, with MID and HNA alongside so new neighbours learn them too
             self.node.tc_changed = False
-            self.at(time.monotonic() + self.jitter(), "tc-change", self.send_tc)
+            self.at(time.monotonic() + self.jitter(), "tc-change", self.send_on_change)
         if self.node.changed:
             self.schedule_routes()
 

@@ -200,7 +200,17 @@ class Lab:
         return {a for n in wanted for a in self.addresses[n].values()}
 
     def remove_node(self, node: str) -> None:
-        """The drone is gone: its daemon dies without a word and its radio links vanish."""
+        """The drone falls silent: its daemon dies unannounced and its radios go quiet.
+
+        Its links go down on its own side only: the neighbours keep their interfaces
+        and must notice the loss the OLSR way, by HELLOs that stop coming.
+        """
+        self.stop(node, signal.SIGKILL)
+        for ifname in self.addresses[node]:
+            run("ip", "-n", self.ns(node), "link", "set", ifname, "down")
+
+    def unplug(self, node: str) -> None:
+        """The drone's namespace and with it both ends of its links disappear."""
         self.stop(node, signal.SIGKILL)
         run("ip", "netns", "del", self.namespaces.pop(node))
 
