@@ -31,7 +31,14 @@ from cloudrone.flight.backends import Backend, BackendError, SimBackend, open_ba
 from cloudrone.flight.config import DEFAULT_CONFIG_PATH, ConfigError, FlightConfig, load_config
 from cloudrone.flight.control import ARMED_MODES, Controller, Event, Mode, Result, Severity
 from cloudrone.flight.mapping import PilotInput
-from cloudrone.flight.rt import LoopStats, Notifier, RealtimeReport, setup_realtime, sleep_until
+from cloudrone.flight.rt import (
+    LoopStats,
+    Notifier,
+    RealtimeReport,
+    grant_rt_budget,
+    setup_realtime,
+    sleep_until,
+)
 from cloudrone.flight.telemetry import (
     SimAttitude,
     SimBattery,
@@ -678,6 +685,14 @@ def main(argv: list[str] | None = None) -> int:
         help="validate CONFIG and exit: 0 if good, 1 with the problems if not",
     )
     parser.add_argument("--duration", type=float, help="run this many seconds, then exit")
+    parser.add_argument(
+        "--grant-rt-budget",
+        type=int,
+        metavar="US",
+        help="give this process's cgroup (and its parents) US microseconds of real-time "
+        "CPU per second where the kernel has RT group scheduling, then exit (systemd's "
+        "ExecStartPre uses it)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log debug detail")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -685,6 +700,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if args.grant_rt_budget is not None:
+        for line in grant_rt_budget(args.grant_rt_budget):
+            print(line)
+        return 0
     path = args.check or args.config
     try:
         config = load_config(path)

@@ -12,6 +12,7 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 CLOCK_MONOTONIC = 1
@@ -175,3 +176,56 @@ class Notifier:
         if self.watchdog_s is not None and now - self.last_ping >= self.watchdog_s / 4:
             self.last_ping = now
             self.send("WATCHDOG=1")
+
+
+def _cpu_cgroup(proc_cgroup: str) -> str | None:
+    """The cgroup-v1 path of the ``cpu`` controller in /proc/self/cgroup's text."""
+    for line in proc_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3 and "cpu" in parts[1].split(","):
+            return parts[2]
+    return None
+
+
+def grant_rt_budget(
+    budget_us: int,
+    proc_cgroup: str | None = None,
+    cgroup_root: str = "/sys/fs/cgroup",
+) -> list[str]:
+    """Hand real-time CPU time down to this process's cgroup (cgroup v1 only).
+
+    Kernels with RT group scheduling give every new cgroup 0 us of RT time, so
+    SCHED_FIFO fails inside a systemd unit unless each ancestor grants some.
+    Walks from the top of the hierarchy to our cgroup, raising
+    ``cpu.rt_runtime_us`` to ``budget_us`` where it is lower. Returns what it
+    did or why it could not; never raises (the bridge reports FIFO itself).
+    """
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError as exc:
+            return [f"cannot read /proc/self/cgroup: {exc.strerror}"]
+    path = _cpu_cgroup(proc_cgroup)
+    mount = next(
+        (Path(cgroup_root) / n for n in ("cpu,cpuacct", "cpu") if (Path(cgroup_root) / n).is_dir()),
+        None,
+    )
+    if path is None or mount is None:
+        return ["no cgroup-v1 cpu controller: no RT group budget to grant (FIFO needs none)"]
+    if not (mount / "cpu.rt_runtime_us").exists():
+        return ["kernel without RT group scheduling: no budget needed"]
+    done: list[str] = []
+    current = mount
+    for part in [p for p in path.split("/") if p]:
+        current = current / part
+        knob = current / "cpu.rt_runtime_us"
+        try:
+            if int(knob.read_text()) >= budget_us:
+                continue
+            knob.write_text(f"{budget_us}\n")
+            done.append(f"{knob}: {budget_us}")
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            done.append(f"{knob}: not granted ({reason})")
+            break
+    return done or [f"{mount}{path}: budget already at least {budget_us} us"]

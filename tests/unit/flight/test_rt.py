@@ -7,7 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-from cloudrone.flight.rt import LoopStats, Notifier, percentile, sleep_until
+from cloudrone.flight.rt import LoopStats, Notifier, grant_rt_budget, percentile, sleep_until
 
 
 def test_percentile_nearest_rank() -> None:
@@ -69,3 +69,37 @@ def test_notifier_ignores_another_process_watchdog() -> None:
     n = Notifier({"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
     assert n.watchdog_s is None
     n.send("READY=1")  # no socket: silently nothing
+
+
+def _tree(root: Path, levels: dict[str, int]) -> None:
+    for rel, value in levels.items():
+        d = root / "cpu,cpuacct" / rel
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cpu.rt_runtime_us").write_text(f"{value}\n")
+
+
+def test_rt_budget_is_handed_down_the_hierarchy(tmp_path: Path) -> None:
+    _tree(
+        tmp_path,
+        {
+            "": 950000,
+            "docker/d1": 200000,
+            "docker/d1/system.slice": 0,
+            "docker/d1/system.slice/fb.service": 0,
+            "docker": 950000,
+        },
+    )
+    proc = "12:cpu,cpuacct:/docker/d1/system.slice/fb.service\n9:name=systemd:/x\n"
+    done = grant_rt_budget(50000, proc, str(tmp_path))
+    knob = tmp_path / "cpu,cpuacct/docker/d1/system.slice/fb.service/cpu.rt_runtime_us"
+    assert knob.read_text() == "50000\n"
+    assert (tmp_path / "cpu,cpuacct/docker/d1/cpu.rt_runtime_us").read_text() == "200000\n"
+    assert len(done) == 2
+    # Second run: nothing to raise.
+    assert "already" in grant_rt_budget(50000, proc, str(tmp_path))[0]
+
+
+def test_rt_budget_without_rt_group_scheduling(tmp_path: Path) -> None:
+    (tmp_path / "cpu").mkdir()
+    assert "no budget needed" in grant_rt_budget(1000, "3:cpu:/a\n", str(tmp_path))[0]
+    assert "cgroup-v1" in grant_rt_budget(1000, "0::/a\n", str(tmp_path))[0]
