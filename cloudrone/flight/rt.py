@@ -196,9 +196,10 @@ def grant_rt_budget(
 
     Kernels with RT group scheduling give every new cgroup 0 us of RT time, so
     SCHED_FIFO fails inside a systemd unit unless each ancestor grants some.
-    Walks from the top of the hierarchy to our cgroup, raising
-    ``cpu.rt_runtime_us`` to ``budget_us`` where it is lower. Returns what it
-    did or why it could not; never raises (the bridge reports FIFO itself).
+    Raises ``cpu.rt_runtime_us`` to ``budget_us`` on systemd's levels only
+    (from the first ``*.slice`` down to our unit); levels above belong to
+    whoever runs the machine or the container and are only read. Returns what
+    it did or why it could not; never raises (the bridge reports FIFO itself).
     """
     if proc_cgroup is None:
         try:
@@ -206,22 +207,33 @@ def grant_rt_budget(
         except OSError as exc:
             return [f"cannot read /proc/self/cgroup: {exc.strerror}"]
     path = _cpu_cgroup(proc_cgroup)
+    root = Path(cgroup_root)
     mount = next(
-        (Path(cgroup_root) / n for n in ("cpu,cpuacct", "cpu") if (Path(cgroup_root) / n).is_dir()),
-        None,
+        (root / n for n in ("cpu", "cpu,cpuacct") if (root / n / "cgroup.procs").exists()), None
     )
     if path is None or mount is None:
         return ["no cgroup-v1 cpu controller: no RT group budget to grant (FIFO needs none)"]
     if not (mount / "cpu.rt_runtime_us").exists():
         return ["kernel without RT group scheduling: no budget needed"]
+    parts = [p for p in path.split("/") if p]
+    first_ours = next(
+        (i for i, p in enumerate(parts) if p.endswith(".slice")), max(0, len(parts) - 1)
+    )
     done: list[str] = []
     current = mount
-    for part in [p for p in path.split("/") if p]:
+    for i, part in enumerate(parts):
         current = current / part
         knob = current / "cpu.rt_runtime_us"
         try:
-            if int(knob.read_text()) >= budget_us:
+            have = int(knob.read_text())
+            if have >= budget_us:
                 continue
+            if i < first_ours:
+                done.append(
+                    f"{knob}: only {have} us of real-time time above systemd's slices; "
+                    "the container or machine must grant it (docker run --cpu-rt-runtime)"
+                )
+                break
             knob.write_text(f"{budget_us}\n")
             done.append(f"{knob}: {budget_us}")
         except (OSError, ValueError) as exc:

@@ -73,33 +73,54 @@ def test_notifier_ignores_another_process_watchdog() -> None:
 
 def _tree(root: Path, levels: dict[str, int]) -> None:
     for rel, value in levels.items():
-        d = root / "cpu,cpuacct" / rel
+        d = root / "cpu" / rel
         d.mkdir(parents=True, exist_ok=True)
         (d / "cpu.rt_runtime_us").write_text(f"{value}\n")
+        (d / "cgroup.procs").write_text("")
 
 
-def test_rt_budget_is_handed_down_the_hierarchy(tmp_path: Path) -> None:
+PROC = "12:cpu:/docker/d1/system.slice/fb.service\n9:name=systemd:/x\n"
+
+
+def test_rt_budget_is_handed_down_systemds_levels(tmp_path: Path) -> None:
     _tree(
         tmp_path,
         {
             "": 950000,
+            "docker": 950000,
             "docker/d1": 200000,
             "docker/d1/system.slice": 0,
             "docker/d1/system.slice/fb.service": 0,
-            "docker": 950000,
         },
     )
-    proc = "12:cpu,cpuacct:/docker/d1/system.slice/fb.service\n9:name=systemd:/x\n"
-    done = grant_rt_budget(50000, proc, str(tmp_path))
-    knob = tmp_path / "cpu,cpuacct/docker/d1/system.slice/fb.service/cpu.rt_runtime_us"
-    assert knob.read_text() == "50000\n"
-    assert (tmp_path / "cpu,cpuacct/docker/d1/cpu.rt_runtime_us").read_text() == "200000\n"
+    (tmp_path / "cpu,cpuacct").mkdir()  # an empty look-alike is not the mount
+    done = grant_rt_budget(50000, PROC, str(tmp_path))
+    unit = tmp_path / "cpu/docker/d1/system.slice/fb.service/cpu.rt_runtime_us"
+    assert unit.read_text() == "50000\n"
+    assert (tmp_path / "cpu/docker/d1/cpu.rt_runtime_us").read_text() == "200000\n"
     assert len(done) == 2
-    # Second run: nothing to raise.
-    assert "already" in grant_rt_budget(50000, proc, str(tmp_path))[0]
+    assert "already" in grant_rt_budget(50000, PROC, str(tmp_path))[0]
+
+
+def test_rt_budget_never_raises_the_container_or_machine_levels(tmp_path: Path) -> None:
+    _tree(
+        tmp_path,
+        {
+            "": 950000,
+            "docker": 0,
+            "docker/d1": 0,
+            "docker/d1/system.slice": 0,
+            "docker/d1/system.slice/fb.service": 0,
+        },
+    )
+    done = grant_rt_budget(50000, PROC, str(tmp_path))
+    assert "--cpu-rt-runtime" in done[0]
+    assert (tmp_path / "cpu/docker/cpu.rt_runtime_us").read_text() == "0\n"
+    assert (tmp_path / "cpu/docker/d1/system.slice/cpu.rt_runtime_us").read_text() == "0\n"
 
 
 def test_rt_budget_without_rt_group_scheduling(tmp_path: Path) -> None:
     (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cgroup.procs").write_text("")
     assert "no budget needed" in grant_rt_budget(1000, "3:cpu:/a\n", str(tmp_path))[0]
     assert "cgroup-v1" in grant_rt_budget(1000, "0::/a\n", str(tmp_path))[0]

@@ -1,0 +1,106 @@
+"""The flight_bridge role's templates, rendered by Ansible with the role's own
+defaults, make a configuration the bridge accepts and a unit systemd accepts.
+
+(The role itself runs against a simulated drone in molecule/default.)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+ROLE = ROOT / "roles" / "flight_bridge"
+BIN = Path(sys.executable).parent
+BRIDGE = BIN / "cloudrone-flight-bridge"
+
+PLAY = """
+- name: Render the flight bridge role's templates
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files:
+    - {role}/defaults/main.yml
+  tasks:
+    - name: Render flight.yml, checked by the bridge
+      ansible.builtin.template:
+        src: {role}/templates/etc/cloudrone/flight.yml.j2
+        dest: {out}/flight.yml
+        mode: "0644"
+        validate: "{{{{ flight_bridge_binary }}}} --check %s"
+    - name: Render the unit
+      ansible.builtin.template:
+        src: {role}/templates/etc/systemd/system/cloudrone-flight-bridge.service.j2
+        dest: {out}/cloudrone-flight-bridge.service
+        mode: "0644"
+"""
+
+
+@pytest.mark.skipif(shutil.which("ansible-playbook", path=str(BIN)) is None, reason="no ansible")
+@pytest.mark.parametrize(("simulated", "rt_group"), [(True, True), (False, False)])
+def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_group: bool) -> None:
+    play = tmp_path / "play.yml"
+    play.write_text(PLAY.format(role=ROLE, out=tmp_path))
+    extra = {
+        "ansible_facts": {"processor_nproc": 4},
+        "cloudrone_simulated": simulated,
+        "flight_bridge_venv_dir": str(BIN.parent),
+        "flight_bridge_rt_group_sched": rt_group,
+    }
+    r = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", json.dumps(extra), str(play)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+            "HOME": str(tmp_path),
+        },
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    config = (tmp_path / "flight.yml").read_text()
+    assert config.startswith("#")  # ansible_managed comes first
+    check = subprocess.run(
+        [str(BRIDGE), "--check", str(tmp_path / "flight.yml")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    assert f"backend {'sim' if simulated else 'pca9685'}" in check.stdout
+    assert "ground station 10.42.0.254:14550" in check.stdout
+    unit = (tmp_path / "cloudrone-flight-bridge.service").read_text()
+    assert unit.startswith("#")
+    for line in (
+        "Type=notify",
+        "WatchdogSec=2",
+        "Restart=on-failure",
+        "CPUAffinity=3",
+        "LimitMEMLOCK=infinity",
+        f"ExecStart={BRIDGE} --config /etc/cloudrone/flight.yml",
+    ):
+        assert line in unit.splitlines(), line
+    if rt_group:
+        assert f"ExecStartPre=-{BRIDGE} --grant-rt-budget 100000" in unit
+        assert "CPUSchedulingPolicy=fifo" not in unit
+    else:
+        assert "CPUSchedulingPolicy=fifo" in unit.splitlines()
+        assert "CPUSchedulingPriority=50" in unit.splitlines()
+    if shutil.which("systemd-analyze"):
+        v = subprocess.run(
+            ["systemd-analyze", "verify", str(tmp_path / "cloudrone-flight-bridge.service")],
+            capture_output=True,
+            text=True,
+        )
+        problems = [
+            line
+            for line in v.stderr.splitlines()
+            if "cloudrone-flight-bridge.service" in line and "network-online" not in line
+        ]
+        assert not problems, v.stderr
