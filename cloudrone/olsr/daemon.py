@@ -85,6 +85,7 @@ class Daemon:
             config.route_table, config.route_protocol, config.route_metric
         )
         self.http: socket.socket | None = None
+        self.http_conns: dict[socket.socket, float] = {}
         self.sent_bytes = 0
         self.sent_packets = 0
         self.recv_bytes = 0
@@ -351,6 +352,13 @@ class Daemon:
     def housekeeping(self) -> None:
         self.node.expire()
         self.after_state_change()
+        # a status client that never finishes its request is dropped after 5 s
+        stale = time.monotonic() - 5.0
+        for conn, opened in list(self.http_conns.items()):
+            if opened < stale:
+                self.selector.unregister(conn)
+                conn.close()
+                del self.http_conns[conn]
 
     # --- status ------------------------------------------------------------------------
 
@@ -379,6 +387,7 @@ class Daemon:
             return
         conn.setblocking(False)
         self.selector.register(conn, selectors.EVENT_READ, ("conn", bytearray()))
+        self.http_conns[conn] = time.monotonic()
 
     def on_http_data(self, conn: socket.socket, buf: bytearray) -> None:
         try:
@@ -391,6 +400,7 @@ class Daemon:
         if chunk and b"\r\n\r\n" not in buf and b"\n\n" not in buf and len(buf) < HTTP_LIMIT:
             return
         self.selector.unregister(conn)
+        self.http_conns.pop(conn, None)
         try:
             if buf:
                 conn.setblocking(True)

@@ -56,3 +56,24 @@ def test_node_removed_routes_go_around(lab) -> None:
     assert lab.ping("r0c1", dest)
     assert not lab.ping("r0c1", dest, ttl=3)  # now 4 hops around the hole
     assert all(lab.alive(n) for n in rest)
+
+
+def test_interface_vanishing_does_not_stop_the_daemon(lab) -> None:
+    names = lab_mod.build_line(lab, 3)
+    for name in names:
+        lab.start(name)
+    assert lab_mod.wait_until(lambda: lab_mod.converged(lab, names), 20), lab.dump_logs()
+    # d3's namespace goes, and with it d2's interface towards d3
+    lab.unplug("d3")
+    assert lab_mod.wait_until(lambda: '"interface_down"' in lab.log("d2"), 10), lab.log("d2")
+    assert lab.alive("d2") and lab.alive("d1")
+    st = lab.status("d2", "stats/neighbors")
+    assert st["stats"]["interfaces"] == ["v0b"]
+    assert lab_mod.wait_until(
+        lambda: (
+            {n["ipAddress"] for n in lab.status("d2", "neighbors")["neighbors"]} == {"10.99.1.1"}
+        ),
+        10,
+    )
+    assert lab_mod.wait_until(lambda: "10.99.2.3/32" not in lab.routes("d1"), 10)
+    assert lab.ping("d1", "10.99.1.2")
