@@ -541,7 +541,6 @@ class Daemon:
     # --- main loop ---------------------------------------------------------------------
 
     def start_timers(self) -> None:
-        t = self.config.timers
         self.every("hello", lambda: self.node.timers.hello_interval, self.send_hello)
         self.every("tc", lambda: self.node.timers.tc_interval, self.send_tc)
         self.every("mid", lambda: self.node.timers.mid_interval, self.send_mid)
@@ -549,7 +548,9 @@ class Daemon:
         self.every(
             "expire", lambda: min(self.node.timers.hello_interval / 2, 1.0), self.housekeeping
         )
-        self.every("ifcheck", lambda: max(t.hello_interval, 2.0), self.refresh_interfaces)
+        self.every(
+            "ifcheck", lambda: max(self.node.timers.hello_interval, 2.0), self.refresh_interfaces
+        )
         self.every("routecheck", lambda: self.config.route_check_interval, self.check_routes)
         wd = sdnotify.watchdog_interval()
         if wd is not None:

@@ -90,8 +90,7 @@ class RouteTable:
                 dst=route.dest,
                 dst_len=route.prefix,
                 table=self.table,
-                proto=self.protocol,
-                priority=self.metric,
+                proto=self.protocol,  # the kernel deletes only a route of this protocol
                 scope=RT_SCOPE_NOWHERE,
             )
             self.changes += 1

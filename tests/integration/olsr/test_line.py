@@ -22,6 +22,16 @@ def test_line_of_five(lab) -> None:
     names = lab_mod.build_line(lab, 5)
     # a route the daemon did not make: it must survive everything below
     lab_mod.run("ip", "-n", lab.ns("d1"), "route", "add", "10.98.0.0/24", "via", "10.99.1.2")
+    # a foreign route to the same destination as one of the daemon's, another metric
+    lab_mod.run(
+        "ip", "-n", lab.ns("d1"), "route", "add", "10.99.4.5/32", "via", "10.99.1.2",
+        "metric", "50",
+    )  # fmt: skip
+    # a route of the daemon's protocol left behind by a crashed run: removed at start
+    lab_mod.run(
+        "ip", "-n", lab.ns("d1"), "route", "add", "10.97.0.0/24", "via", "10.99.1.2",
+        "proto", "100",
+    )  # fmt: skip
     for name in names:
         lab.start(name)
 
@@ -29,6 +39,7 @@ def test_line_of_five(lab) -> None:
 
     # d1 reaches d5's far address through d2, as a 4-hop route
     r1 = lab.routes("d1")
+    assert "10.97.0.0/24" not in r1
     assert r1["10.99.4.5/32"]["gateway"] == "10.99.1.2"
     assert r1["10.99.1.2/32"]["gateway"] is None  # the neighbour itself is on the link
     # ping end to end, and through every hop: TTL 3 dies on the way, TTL 4 arrives
@@ -58,7 +69,7 @@ def test_line_of_five(lab) -> None:
     assert "links" not in lab.status("d1", "mpr")
 
     # a route deleted by hand is put back
-    lab_mod.run("ip", "-n", lab.ns("d1"), "route", "del", "10.99.4.5/32")
+    lab_mod.run("ip", "-n", lab.ns("d1"), "route", "del", "10.99.4.5/32", "proto", "100")
     assert "10.99.4.5/32" not in lab.routes("d1")
     assert lab_mod.wait_until(lambda: "10.99.4.5/32" in lab.routes("d1"), 10)
     assert lab.ping("d1", "10.99.4.5")
@@ -68,4 +79,6 @@ def test_line_of_five(lab) -> None:
     assert lab.stop("d1", signal.SIGTERM) == 0
     assert lab.routes("d1") == {}
     assert "10.98.0.0/24" in lab.routes("d1", proto=None)
+    foreign = lab_mod.run("ip", "-n", lab.ns("d1"), "route", "show", "10.99.4.5/32").stdout
+    assert "metric 50" in foreign and "proto 100" not in foreign
     assert '"event": "stopped"' in lab.log("d1")
