@@ -7,6 +7,7 @@ import json
 import pathlib
 import signal
 import socket
+import sys
 import time
 
 import pytest
@@ -47,7 +48,7 @@ def test_hostile_packets_are_dropped_and_counted(lab) -> None:
     assert lab_mod.wait_until(lambda: lab_mod.converged(lab, ["d1", "d2"]), 20)
     before = lab.status("d1", "stats")["stats"]["counters"]
 
-    sent = lab_mod.run("ip", "netns", "exec", lab.ns("d2"), "python3", "-c", SENDER)
+    sent = lab_mod.run("ip", "netns", "exec", lab.ns("d2"), sys.executable, "-c", SENDER)
     assert int(sent.stdout) > 80
     time.sleep(1.0)
 
