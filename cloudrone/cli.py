@@ -1,5 +1,235 @@
-"""The ``cloudrone_cli`` command (filled in by the foundation work)."""
+"""``cloudrone_cli``: a mission bundle in, a running fleet out.
+
+A thin layer: every command calls functions that scripts and tests call too
+(cloudrone.mission, cloudrone.fleet, cloudrone.runner).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cloudrone.fleet import image as drone_image
+from cloudrone.fleet import sim
+from cloudrone.mission.model import Mission, MissionError, load
+from cloudrone.mission.plan import fleet_spec, render_inventory
+from cloudrone.paths import ProjectNotFound, project_root
+from cloudrone.runner import run_playbook
+
+app = typer.Typer(
+    help="Cloudrone: micro clouds in the sky. Turn a mission bundle into a running fleet.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+mission_app = typer.Typer(help="Bring a mission's fleet up, look at it, take it down.")
+app.add_typer(mission_app, name="mission")
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+BundleArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Mission bundle folder (holds mission.yml). Default: the demo mission.",
+        show_default=False,
+    ),
+]
+
+
+def _load(bundle: Path | None) -> Mission:
+    try:
+        folder = bundle if bundle is not None else project_root() / "missions" / "demo"
+        return load(folder)
+    except MissionError as exc:
+        err.print(
+            f"[bold red]The mission bundle has {len(exc.problems)} problem(s); "
+            "nothing was changed:[/]"
+        )
+        for problem in exc.problems:
+            err.print(f"  {problem}")
+        raise typer.Exit(2) from None
+    except ProjectNotFound as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+def _ensure_key(path: Path) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cloudrone-sim", "-f", str(path)],
+        check=True,
+    )
+    console.print(f"    made the simulated fleet's SSH key {path}")
+
+
+def _reachable(address: str, port: int = 22, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@mission_app.command("validate")
+def validate(bundle: BundleArg = None) -> None:
+    """Check a mission bundle and say what is wrong, changing nothing."""
+    mission = _load(bundle)
+    console.print(
+        f"{mission.bundle / 'mission.yml'}: mission {mission.name}, "
+        f"{len(mission.drones)} drone(s), target {mission.target}: valid"
+    )
+
+
+@mission_app.command("up")
+def up(
+    bundle: BundleArg = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Say what would change; change nothing.")
+    ] = False,
+    tags: Annotated[str | None, typer.Option(help="Only these roles, e.g. base.")] = None,
+) -> None:
+    """Bring a mission's fleet up: drones (simulated ones are created), then provision.yml."""
+    started = time.monotonic()
+    mission = _load(bundle)
+    console.print(
+        f"[bold]Mission {mission.name}[/]: {mission.description or ''} "
+        f"({len(mission.drones)} drones, target {mission.target})"
+    )
+    if mission.target == "sim":
+        console.print("[bold blue]==>[/] Simulated drones")
+        try:
+            _ensure_key(mission.ssh_key)
+            image = drone_image.ensure(log=console.print)
+            fleet = sim.SimFleet(fleet_spec(mission), log=console.print)
+            fleet.up(image, mission.ssh_key.with_suffix(".pub").read_text())
+        except sim.FleetError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    elif not mission.ssh_key.exists():
+        err.print(
+            f"[red]{mission.bundle / 'mission.yml'} ssh_key: {mission.ssh_key} does not "
+            "exist; make one (ssh-keygen -t ed25519) or point ssh_key at yours[/]"
+        )
+        raise typer.Exit(2)
+
+    mission.state_dir.mkdir(parents=True, exist_ok=True)
+    inventory = mission.state_dir / "inventory.yml"
+    inventory.write_text(render_inventory(mission))
+    console.print(
+        f"[bold blue]==>[/] provision.yml on {len(mission.drones)} drones (inventory {inventory})"
+    )
+    with console.status("starting") as status:
+        result = run_playbook(
+            "provision.yml",
+            inventory,
+            mission.state_dir,
+            check=check,
+            tags=tags,
+            on_task=lambda task: status.update(f"[dim]{task}[/]"),
+        )
+    _print_recap(mission, result.stats)
+    if not result.ok:
+        for failure in result.failures:
+            err.print(f"[red]  {failure}[/]")
+        err.print(
+            f"[red]provision.yml failed (rc={result.rc}); full log: "
+            f"{mission.state_dir / 'runner' / 'artifacts'}[/]"
+        )
+        raise typer.Exit(1)
+    verb = "would change" if check else "changed"
+    console.print(
+        f"[bold green]Fleet ready[/]: {result.changed} task(s) {verb} in "
+        f"{time.monotonic() - started:.0f} s (Ansible {result.elapsed:.0f} s)"
+    )
+    _print_access(mission)
+
+
+def _print_recap(mission: Mission, stats: dict[str, dict[str, int]]) -> None:
+    table = Table(title="provision.yml", title_justify="left")
+    for col in ("drone", "ok", "changed", "failed", "unreachable"):
+        table.add_column(col, justify="left" if col == "drone" else "right")
+    for drone in mission.drones:
+        s = stats.get(drone.name, {})
+        table.add_row(
+            drone.name,
+            str(s.get("ok", 0)),
+            str(s.get("changed", 0)),
+            str(s.get("failures", 0)),
+            str(s.get("dark", 0)),
+        )
+    console.print(table)
+
+
+def _print_access(mission: Mission) -> None:
+    table = Table(title="How to reach the drones", title_justify="left")
+    for col in ("drone", "management", "mesh", "ssh"):
+        table.add_column(col)
+    for d in mission.drones:
+        ssh = f"ssh -i {mission.ssh_key} {mission.admin_user}@{d.management_address}"
+        table.add_row(d.name, d.management_address, str(d.mesh_address), ssh)
+    console.print(table)
+    if mission.target == "sim":
+        console.print(
+            f"Containers: docker ps --filter label={sim.LABEL_FLEET}={mission.name}  "
+            f"| take it down: cloudrone_cli mission down {mission.bundle}"
+        )
+
+
+@mission_app.command("status")
+def status(bundle: BundleArg = None) -> None:
+    """What each drone is doing: its container (simulated) and whether SSH answers."""
+    mission = _load(bundle)
+    states = {}
+    if mission.target == "sim":
+        try:
+            states = {d["drone"]: d["state"] for d in sim.SimFleet(fleet_spec(mission)).describe()}
+        except sim.FleetError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    table = Table(title=f"Mission {mission.name}", title_justify="left")
+    for col in ("drone", "container", "management", "ssh"):
+        table.add_column(col)
+    down = 0
+    for d in mission.drones:
+        up_ = _reachable(d.management_address)
+        down += not up_
+        table.add_row(
+            d.name,
+            states.get(d.name, "-"),
+            d.management_address,
+            "[green]answers[/]" if up_ else "[red]no answer[/]",
+        )
+    console.print(table)
+    if down:
+        raise typer.Exit(1)
+
+
+@mission_app.command("down")
+def down_(bundle: BundleArg = None) -> None:
+    """Take a simulated fleet down (containers, volumes, links). Real drones are left alone."""
+    mission = _load(bundle)
+    if mission.target != "sim":
+        err.print(
+            f"[red]{mission.name} flies real drones (target ssh): land and power them off "
+            "by hand; mission down only removes simulated fleets[/]"
+        )
+        raise typer.Exit(2)
+    try:
+        removed = sim.down(mission.name, log=console.print)
+    except sim.FleetError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"Mission {mission.name}: removed {removed} object(s)")
 
 
 def main() -> None:
-    raise SystemExit("cloudrone_cli: not built yet")
+    app()

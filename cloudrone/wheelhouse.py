@@ -108,10 +108,22 @@ def build_project_wheel(root: Path, dest: Path) -> tuple[Path, bool]:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-             "--quiet", "--wheel-dir", tmp, str(root)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--quiet",
+                "--wheel-dir",
+                tmp,
+                str(root),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise WheelhouseError(f"building the cloudrone wheel failed:\n{proc.stderr}")
         (built,) = Path(tmp).glob("cloudrone-*.whl")
@@ -134,10 +146,19 @@ def download_dependencies(root: Path, dest: Path, target: Target) -> bool:
         return False
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-        "--dest", str(folder), "--constraint", str(root / "requirements" / "controller.lock"),
-        *target.pip_flags(), *reqs,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--only-binary=:all:",
+        "--dest",
+        str(folder),
+        "--constraint",
+        str(root / "requirements" / "controller.lock"),
+        *target.pip_flags(),
+        *reqs,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise WheelhouseError(

@@ -115,10 +115,16 @@ def build(recipe: Recipe, log=print) -> str:
         shutil.copy(recipe.folder / "customize.sh", rootfs / "customize.sh")
         proxy = f"http://127.0.0.1:{CACHE_PORT}" if cache_answers() else ""
         subprocess.run(
-            ["chroot", str(rootfs), "/usr/bin/env", f"CLOUDRONE_APT_PROXY={proxy}",
-             "/bin/sh", "/customize.sh"],
+            [
+                "chroot",
+                str(rootfs),
+                "/usr/bin/env",
+                f"CLOUDRONE_APT_PROXY={proxy}",
+                "/bin/sh",
+                "/customize.sh",
+            ],
             check=True,
-        )  # fmt: skip
+        )
         (rootfs / "customize.sh").unlink()
         log(f"    docker import as {recipe.tag}")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)

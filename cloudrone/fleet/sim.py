@@ -15,10 +15,12 @@ Run as a module for molecule and scripts::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import ipaddress
 import json
+import os
 import shlex
 import sys
 import time
@@ -41,19 +43,50 @@ LABEL_SPEC = "io.cloudrone.spec"
 # "unable to apply caps". Names that Engine 20.10 rejects (BPF, PERFMON,
 # CHECKPOINT_RESTORE) are left out on purpose.
 CAPABILITIES: tuple[str, ...] = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL",
-    "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
-    "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE",
-    "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
-)  # fmt: skip
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+)
 
-# Real-time budget handed to each drone (of the engine's --cpu-rt-runtime),
-# so its flight bridge can run SCHED_FIFO where the kernel has RT group
-# scheduling. Hosts without it simply run without.
-RT_RUNTIME_US = 200_000
+# Real-time budget handed to each drone, per second, out of the engine's
+# --cpu-rt-runtime (950 ms): enough for a 50 Hz flight loop, and room for
+# nine drones. Where the kernel has no RT group scheduling, or the pool is
+# spent, a drone runs without one and its flight bridge reports no FIFO.
+RT_RUNTIME_US = 100_000
 
 
 class FleetError(RuntimeError):
@@ -113,7 +146,9 @@ class FleetSpec:
             try:
                 subnet = ipaddress.IPv4Network(str(raw["subnet"]))
             except (KeyError, ValueError) as exc:
-                raise fail(f"links[{i}].subnet", f"{exc}; give a network like 10.42.0.0/24")
+                raise fail(
+                    f"links[{i}].subnet", f"{exc}; give a network like 10.42.0.0/24"
+                ) from None
             links.append(Link(name=str(raw["name"]), subnet=subnet))
         by_name = {link.name: link for link in links}
         drones = []
@@ -169,7 +204,9 @@ def spec_from_platforms(fleet: str, platforms: list[dict[str, Any]]) -> FleetSpe
             try:
                 name, subnet, address = link["name"], link["subnet"], link["address"]
             except KeyError as exc:
-                raise FleetError(f"molecule.yml: {where}: missing {exc}; give name, subnet, address")
+                raise FleetError(
+                    f"molecule.yml: {where}: missing {exc}; give name, subnet, address"
+                ) from None
             if links.setdefault(name, subnet) != subnet:
                 raise FleetError(
                     f"molecule.yml: {where}.subnet: {subnet} differs from {links[name]} "
@@ -178,10 +215,13 @@ def spec_from_platforms(fleet: str, platforms: list[dict[str, Any]]) -> FleetSpe
             addresses[name] = address
         drones.append({"name": p["name"], "links": addresses, "memory": p.get("memory")})
     return FleetSpec.from_dict(
-        {"fleet": fleet, "links": [{"name": n, "subnet": s} for n, s in links.items()],
-         "drones": drones},
+        {
+            "fleet": fleet,
+            "links": [{"name": n, "subnet": s} for n, s in links.items()],
+            "drones": drones,
+        },
         source="molecule.yml",
-    )  # fmt: skip
+    )
 
 
 def _client() -> docker.DockerClient:
@@ -199,10 +239,15 @@ def _client() -> docker.DockerClient:
 def privileged_works(image: str) -> bool:
     """Whether this host lets a container run --privileged (some sandboxes refuse)."""
     client = _client()
+    name = f"cloudrone-probe-{os.getpid()}"
     try:
-        client.containers.run(image, "true", privileged=True, remove=True)
+        client.containers.run(image, "true", privileged=True, name=name)
     except docker.errors.APIError:
         return False
+    finally:
+        # a container that failed to start is not removed by run(remove=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(name).remove(force=True)
     return True
 
 
@@ -323,12 +368,29 @@ class SimFleet:
             self.client.networks.get(self.spec.network_name(link_name)).connect(
                 container, ipv4_address=str(ip)
             )
-        container.start()
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            if "rt_runtime" not in str(exc):
+                raise
+            self.log(
+                f"    drone {drone.name}: the engine's real-time pool is spent; "
+                "starting it without (its flight bridge will report no FIFO)"
+            )
+            container.remove(force=True)
+            container = self._create(kwargs, first_link, first_ip, with_rt=False)
+            for link_name, ip in links[1:]:
+                self.client.networks.get(self.spec.network_name(link_name)).connect(
+                    container, ipv4_address=str(ip)
+                )
+            container.start()
         mode = "privileged" if privileged else "explicit capabilities"
         self.log(f"    drone {drone.name}: container {container.name} ({mode})")
         return container
 
-    def _create(self, kwargs: dict, first_link: str | None, first_ip: Any) -> Container:
+    def _create(
+        self, kwargs: dict, first_link: str | None, first_ip: Any, with_rt: bool = True
+    ) -> Container:
         # The SDK's create() takes one network; give it the address through
         # the low-level networking config so the drone boots with it.
         api = self.client.api
@@ -340,10 +402,19 @@ class SimFleet:
         run.pop("network_disabled", None)
         run.pop("detach", None)
         host_config_keys = {
-            "cgroupns", "volumes", "security_opt", "cap_add", "cap_drop", "privileged",
-            "tmpfs", "restart_policy", "mem_limit", "nano_cpus", "cpu_rt_runtime",
+            "cgroupns",
+            "volumes",
+            "security_opt",
+            "cap_add",
+            "cap_drop",
+            "privileged",
+            "tmpfs",
+            "restart_policy",
+            "mem_limit",
+            "nano_cpus",
+            "cpu_rt_runtime",
             "unmask_system_paths",
-        }  # fmt: skip
+        }
         host_kwargs = {k: run.pop(k) for k in list(run) if k in host_config_keys}
         binds = host_kwargs.pop("volumes", {})
         host_kwargs["binds"] = {k: v for k, v in binds.items()}
@@ -379,7 +450,7 @@ class SimFleet:
             )
             return self.client.containers.get(resp["Id"])
 
-        if rt_budget_available():
+        if with_rt and rt_budget_available():
             try:
                 return create(with_rt=True)
             except docker.errors.APIError as exc:
@@ -392,7 +463,7 @@ class SimFleet:
         deadline = time.monotonic() + timeout
         state = "unknown"
         while time.monotonic() < deadline:
-            rc, out = container.exec_run(["systemctl", "is-system-running"])
+            _, out = container.exec_run(["systemctl", "is-system-running"])
             state = out.decode().strip()
             if state in ("running", "degraded"):
                 return state
@@ -412,8 +483,9 @@ id -u "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo "$u"
 home=$(getent passwd "$u" | cut -d: -f6)
 install -d -m 700 -o "$u" -g "$u" "$home/.ssh"
 key={shlex.quote(public_key.strip())}
-grep -qxF "$key" "$home/.ssh/authorized_keys" 2>/dev/null || echo "$key" >>"$home/.ssh/authorized_keys"
-chown "$u:$u" "$home/.ssh/authorized_keys"; chmod 600 "$home/.ssh/authorized_keys"
+keys="$home/.ssh/authorized_keys"
+grep -qxF "$key" "$keys" 2>/dev/null || echo "$key" >>"$keys"
+chown "$u:$u" "$keys"; chmod 600 "$keys"
 echo "$u ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/010_$u-nopasswd
 chmod 440 /etc/sudoers.d/010_$u-nopasswd
 """
@@ -424,8 +496,8 @@ chmod 440 /etc/sudoers.d/010_$u-nopasswd
     def up(self, image: str, public_key: str | None = None) -> list[dict[str, Any]]:
         for link in self.spec.links:
             self.ensure_link(link)
-        containers = [(d, self.ensure_drone(d, image)) for d in self.spec.drones]
-        for drone, container in containers:
+        containers = [self.ensure_drone(d, image) for d in self.spec.drones]
+        for container in containers:
             self.wait_ready(container)
             if public_key:
                 self.bootstrap_user(container, self.spec.admin_user, public_key)

@@ -1,0 +1,272 @@
+"""A mission bundle: load ``mission.yml``, validate it, and say exactly what is wrong.
+
+Every problem is reported as ``FILE:LINE FIELD: what is wrong; what to do``,
+and nothing is created or changed while any problem remains.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["mission", "target", "networks", "drones"],
+    "properties": {
+        "mission": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"},
+        "description": {"type": "string"},
+        "target": {"enum": ["sim", "ssh"]},
+        "admin_user": {"type": "string", "pattern": "^[a-z_][a-z0-9_-]{0,31}$"},
+        "ssh_key": {"type": "string", "minLength": 1},
+        "networks": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["management", "mesh"],
+            "properties": {
+                "management": {"type": "string"},
+                "mesh": {"type": "string"},
+            },
+        },
+        "drones": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "management_address", "mesh_address"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
+                    "management_address": {"type": "string"},
+                    "mesh_address": {"type": "string"},
+                    "model": {"enum": sorted(["pi2", "pi3", "pi4", "pi5"])},
+                },
+            },
+        },
+    },
+}
+
+# What a simulated drone of each model may use: the Pi's memory and cores.
+MODELS: dict[str, dict[str, Any]] = {
+    "pi2": {"memory": "1g", "cpus": 1.0},
+    "pi3": {"memory": "1g", "cpus": 1.0},
+    "pi4": {"memory": "4g", "cpus": 2.0},
+    "pi5": {"memory": "8g", "cpus": 2.0},
+}
+
+HINTS: dict[str, str] = {
+    "mission": "use lower-case letters, digits and dashes, e.g. relief-camp",
+    "target": "use sim (containers on this machine) or ssh (real drones)",
+    "name": "use lower-case letters, digits and dashes, e.g. drone-1",
+    "model": f"use one of {', '.join(sorted(MODELS))}",
+    "admin_user": "use a Linux user name such as cloudrone",
+}
+
+
+class MissionError(ValueError):
+    """The bundle is not usable; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class DronePlan:
+    name: str
+    management_address: str
+    mesh_address: ipaddress.IPv4Address
+    model: str
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return MODELS[self.model]
+
+
+@dataclass(frozen=True)
+class Mission:
+    bundle: Path
+    name: str
+    description: str
+    target: str
+    admin_user: str
+    ssh_key: Path
+    management: ipaddress.IPv4Network
+    mesh: ipaddress.IPv4Network
+    drones: tuple[DronePlan, ...]
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the CLI keeps what it renders and runs for this bundle."""
+        return self.bundle / ".cloudrone"
+
+    @property
+    def controller_address(self) -> ipaddress.IPv4Address:
+        """On the simulated fleet, the controller's own address on the management link."""
+        return self.management.broadcast_address - 1
+
+
+def _line_of(root: yaml.Node | None, path: list[str | int]) -> int | None:
+    """The line (1-based) of the value at ``path`` in the composed YAML tree."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    node, line = value, key.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _field(path: list[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(top level)"
+
+
+def load(bundle: Path) -> Mission:
+    """Read and validate ``bundle/mission.yml``; raise MissionError with every problem."""
+    path = bundle / "mission.yml"
+    shown = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise MissionError(
+            [f"{shown}: no such file; a mission bundle is a folder with a mission.yml "
+             "(see missions/demo)"]
+        ) from None  # fmt: skip
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{shown}:{mark.line + 1}" if mark else shown
+        raise MissionError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+
+    problems: list[str] = []
+
+    def report(p: list[str | int], message: str) -> None:
+        line = _line_of(root, p)
+        problems.append(f"{shown}:{line or 1} {_field(p)}: {message}")
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        p = list(err.path)
+        leaf = next((x for x in reversed(p) if isinstance(x, str)), "")
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            known = ", ".join(err.schema.get("properties", {}))
+            for key in extra:
+                report([*p, key], f"unknown field; known fields here: {known}")
+            continue
+        if err.validator == "required":
+            report(p, f"{err.message}; add it (see missions/demo/mission.yml)")
+            continue
+        hint = HINTS.get(leaf, "")
+        report(p, f"{err.message}" + (f"; {hint}" if hint else ""))
+    if problems:
+        raise MissionError(problems)
+
+    nets: dict[str, ipaddress.IPv4Network] = {}
+    for key in ("management", "mesh"):
+        try:
+            nets[key] = ipaddress.IPv4Network(data["networks"][key])
+        except ValueError as exc:
+            report(["networks", key], f"{exc}; give a network address like 10.42.0.0/24")
+    if len(nets) == 2 and nets["management"].overlaps(nets["mesh"]):
+        report(
+            ["networks", "mesh"],
+            f"overlaps the management network {nets['management']}; give the mesh its own range",
+        )
+
+    target = data["target"]
+    seen_names: dict[str, int] = {}
+    seen_addr: dict[str, str] = {}
+    drones: list[DronePlan] = []
+    for i, raw in enumerate(data["drones"]):
+        name = raw["name"]
+        if name in seen_names:
+            report(
+                ["drones", i, "name"],
+                f"{name} is already the name of drones[{seen_names[name]}]; "
+                "give every drone its own name",
+            )
+        seen_names.setdefault(name, i)
+        addrs: dict[str, ipaddress.IPv4Address] = {}
+        for key, net_key in (("mesh_address", "mesh"), ("management_address", "management")):
+            value = raw[key]
+            if key == "management_address" and target == "ssh":
+                try:
+                    ipaddress.IPv4Address(value)
+                except ValueError:
+                    continue  # a host name such as drone-1.local: fine for ssh
+            try:
+                addr = ipaddress.IPv4Address(value)
+            except ValueError:
+                report(["drones", i, key], f"{value!r} is not an IPv4 address")
+                continue
+            net = nets.get(net_key)
+            if net is not None:
+                reserved = {net.network_address, net.broadcast_address}
+                if target == "sim":
+                    reserved.add(net.broadcast_address - 1)
+                if addr not in net or addr in reserved:
+                    extra = (
+                        f" ({net.broadcast_address - 1} is the controller's)"
+                        if target == "sim"
+                        else ""
+                    )
+                    report(
+                        ["drones", i, key],
+                        f"{addr} is not a usable host address in {net}"
+                        f"{extra}; pick one inside networks.{net_key}",
+                    )
+                    continue
+                other = seen_addr.get(str(addr))
+                if other:
+                    report(
+                        ["drones", i, key],
+                        f"{addr} is already used by {other}; pick another address in {net}",
+                    )
+                    continue
+                seen_addr[str(addr)] = name
+            addrs[key] = addr
+        drones.append(
+            DronePlan(
+                name=name,
+                management_address=str(raw["management_address"]),
+                mesh_address=addrs.get("mesh_address", ipaddress.IPv4Address(0)),
+                model=raw.get("model", "pi2"),
+            )
+        )
+    if problems:
+        raise MissionError(problems)
+
+    default_key = "~/.ssh/cloudrone_sim_ed25519" if target == "sim" else "~/.ssh/id_ed25519"
+    return Mission(
+        bundle=bundle.resolve(),
+        name=data["mission"],
+        description=data.get("description", ""),
+        target=target,
+        admin_user=data.get("admin_user", "cloudrone"),
+        ssh_key=Path(data.get("ssh_key", default_key)).expanduser(),
+        management=nets["management"],
+        mesh=nets["mesh"],
+        drones=tuple(drones),
+    )

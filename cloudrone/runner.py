@@ -1,0 +1,100 @@
+"""Run the project's playbooks through ansible-runner and report as they go."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ansible_runner
+
+from cloudrone.paths import project_root
+
+
+@dataclass
+class RunResult:
+    rc: int
+    elapsed: float
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.failures
+
+    @property
+    def changed(self) -> int:
+        return sum(s.get("changed", 0) for s in self.stats.values())
+
+
+def _stats(runner: ansible_runner.Runner) -> dict[str, dict[str, int]]:
+    raw = runner.stats or {}
+    hosts: dict[str, dict[str, int]] = {}
+    for key in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored"):
+        for host, count in (raw.get(key) or {}).items():
+            hosts.setdefault(host, {})[key] = count
+    return hosts
+
+
+def run_playbook(
+    playbook: str,
+    inventory: Path,
+    state_dir: Path,
+    *,
+    check: bool = False,
+    tags: str | None = None,
+    on_task: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``playbook`` (relative to the project) against ``inventory``."""
+    root = project_root()
+    (state_dir / "runner").mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+
+    def handle(event: dict) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind == "playbook_on_task_start" and on_task:
+            on_task(data.get("task", ""))
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
+            "ignore_errors"
+        ):
+            res = data.get("res", {})
+            msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
+            failures.append(f"{data.get('host')}: {data.get('task')}: {str(msg).strip()}")
+        return True
+
+    cmdline = []
+    if check:
+        cmdline.append("--check")
+    if tags:
+        cmdline += ["--tags", tags]
+    bindir = str(Path(sys.executable).parent)
+    envvars = {
+        "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(root / "roles"),
+        # each mission keeps its own facts: drone names repeat across missions
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(state_dir / "facts"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+    }
+    start = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=str(state_dir / "runner"),
+        project_dir=str(root),
+        playbook=str(root / playbook),
+        inventory=str(inventory),
+        envvars=envvars,
+        cmdline=" ".join(cmdline) or None,
+        quiet=True,
+        event_handler=handle,
+        rotate_artifacts=3,
+    )
+    return RunResult(
+        rc=runner.rc,
+        elapsed=time.monotonic() - start,
+        stats=_stats(runner),
+        failures=failures,
+    )

@@ -1,0 +1,30 @@
+"""Molecule scenarios, run for real: create, check, converge, idempotence, verify, destroy."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT, tool
+
+pytestmark = [pytest.mark.integration, pytest.mark.molecule]
+
+SCENARIOS = sorted(p.name for p in (ROOT / "molecule").iterdir() if (p / "molecule.yml").is_file())
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario(scenario, drone_image):
+    result = subprocess.run(
+        [tool("molecule"), "test", "--scenario-name", scenario],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        env=None,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-20000:]
+    assert "idempotence: Executed: Successful" in output
+    assert "verify: Executed: Successful" in output

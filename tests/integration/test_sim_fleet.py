@@ -1,0 +1,150 @@
+"""The simulated drone, on the real engine: boots systemd, links with fixed subnets, no Internet."""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from cloudrone.fleet import sim
+
+pytestmark = pytest.mark.integration
+
+SPEC = {
+    "fleet": "itest-sim",
+    "links": [
+        {"name": "mgmt", "subnet": "10.253.0.0/24"},
+        {"name": "mesh", "subnet": "10.253.1.0/24"},
+    ],
+    "drones": [
+        {"name": "a", "links": {"mgmt": "10.253.0.11", "mesh": "10.253.1.11"}, "memory": "1g"},
+        {"name": "b", "links": {"mgmt": "10.253.0.12", "mesh": "10.253.1.12"}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def fleet(drone_image):
+    spec = sim.FleetSpec.from_dict(SPEC)
+    sim.down(spec.fleet, log=lambda _m: None)
+    f = sim.SimFleet(spec, log=lambda _m: None)
+    f.up(drone_image, public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests tests")
+    yield f
+    sim.down(spec.fleet, log=lambda _m: None)
+
+
+def sh(container_name: str, command: str) -> tuple[int, str]:
+    c = docker.from_env().containers.get(container_name)
+    rc, out = c.exec_run(["/bin/sh", "-c", command])
+    return rc, out.decode().strip()
+
+
+def test_systemd_is_pid_1_and_running(fleet):
+    for d in ("a", "b"):
+        _, out = sh(f"cloudrone-itest-sim-{d}", "systemctl is-system-running")
+        assert out in ("running", "degraded"), out
+        assert sh(f"cloudrone-itest-sim-{d}", "cat /proc/1/comm")[1] == "systemd"
+
+
+def test_each_drone_has_its_name_and_fixed_addresses(fleet):
+    assert sh("cloudrone-itest-sim-a", "hostname")[1] == "a"
+    addrs = sh("cloudrone-itest-sim-a", "ip -4 -o addr show | awk '{print $4}'")[1].split()
+    assert "10.253.0.11/24" in addrs and "10.253.1.11/24" in addrs
+
+
+def test_drones_reach_each_other_over_the_mesh_link(fleet):
+    rc, out = sh("cloudrone-itest-sim-a", "ping -c 2 -W 2 10.253.1.12")
+    assert rc == 0, out
+
+
+def test_links_are_internal_nothing_leaves_for_the_outside(fleet):
+    # Docker still writes a default route on internal links; what keeps the
+    # drones off the Internet is the controller's firewall: packets from the
+    # link's bridge to anywhere else are dropped, and none are NATed.
+    import subprocess
+
+    net = docker.from_env().networks.get("cloudrone-itest-sim-mesh")
+    assert net.attrs["Internal"] is True
+    assert net.attrs["IPAM"]["Config"][0]["Subnet"] == "10.253.1.0/24"
+    bridge = "br-" + net.id[:12]
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
+    assert f"-A DOCKER-ISOLATION-STAGE-1 ! -d 10.253.1.0/24 -i {bridge} -j DROP" in rules
+    nat = subprocess.run(
+        ["iptables", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "10.253.1.0/24" not in nat
+
+
+def test_engine_storage_is_its_own_volume(fleet):
+    c = docker.from_env().containers.get("cloudrone-itest-sim-a")
+    mounts = {m["Destination"]: m for m in c.attrs["Mounts"]}
+    assert mounts["/var/lib/docker"]["Type"] == "volume"
+    assert mounts["/var/lib/docker"]["Name"] == "cloudrone-itest-sim-a-docker"
+    # overlay2 needs a real file system under /var/lib/docker, not the container's overlay
+    fstype = sh("cloudrone-itest-sim-a", "stat -f -c %T /var/lib/docker")[1]
+    assert fstype != "overlayfs"
+
+
+def test_memory_limit_of_a_pi2(fleet):
+    c = docker.from_env().containers.get("cloudrone-itest-sim-a")
+    assert c.attrs["HostConfig"]["Memory"] == 1024**3
+
+
+def test_first_boot_user_with_key_and_sudo(fleet):
+    rc, out = sh(
+        "cloudrone-itest-sim-b", "sudo -l -U cloudrone; cat /home/cloudrone/.ssh/authorized_keys"
+    )
+    assert rc == 0
+    assert "NOPASSWD: ALL" in out
+    assert "FakeKeyForTests" in out
+
+
+def test_the_controller_is_reachable_on_each_link(fleet):
+    # the base camp's package cache listens on the controller's link address
+    rc, out = sh("cloudrone-itest-sim-a", "timeout 3 bash -c 'echo > /dev/tcp/10.253.0.254/3142'")
+    assert rc == 0, out
+
+
+def test_up_again_reuses_the_same_containers(fleet, drone_image):
+    before = {
+        d.name: fleet.client.containers.get(fleet.spec.container_name(d.name)).id
+        for d in fleet.spec.drones
+    }
+    fleet.up(drone_image)
+    after = {
+        d.name: fleet.client.containers.get(fleet.spec.container_name(d.name)).id
+        for d in fleet.spec.drones
+    }
+    assert before == after
+
+
+def test_a_stopped_drone_is_started_again(fleet, drone_image):
+    c = fleet.client.containers.get("cloudrone-itest-sim-b")
+    c.stop(timeout=5)
+    fleet.up(drone_image)
+    c.reload()
+    assert c.status == "running"
+    assert sh("cloudrone-itest-sim-b", "systemctl is-system-running")[1] in ("running", "degraded")
+
+
+def test_overlapping_subnet_is_refused_with_a_fix(fleet, drone_image):
+    clash = sim.FleetSpec.from_dict({**SPEC, "fleet": "itest-clash"})
+    with pytest.raises(sim.FleetError, match="overlaps a network that already exists"):
+        sim.SimFleet(clash, log=lambda _m: None).up(drone_image)
+    sim.down("itest-clash", log=lambda _m: None)
+
+
+def test_down_removes_containers_volumes_and_links(drone_image):
+    spec = sim.FleetSpec.from_dict(
+        {
+            "fleet": "itest-down",
+            "links": [{"name": "l", "subnet": "10.253.9.0/24"}],
+            "drones": [{"name": "x", "links": {"l": "10.253.9.2"}}],
+        }
+    )
+    sim.SimFleet(spec, log=lambda _m: None).up(drone_image)
+    assert sim.down("itest-down", log=lambda _m: None) == 3
+    client = docker.from_env()
+    label = {"label": f"{sim.LABEL_FLEET}=itest-down"}
+    assert client.containers.list(all=True, filters=label) == []
+    assert client.networks.list(filters=label) == []
+    assert not [v for v in client.volumes.list() if v.name.startswith("cloudrone-itest-down-")]

@@ -1,0 +1,127 @@
+"""Mission bundles: the demo is valid, and every mistake is named with file, line and fix."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from cloudrone.mission.model import MissionError, load
+from tests.conftest import ROOT
+
+DEMO = (ROOT / "missions" / "demo" / "mission.yml").read_text()
+
+
+def bundle_with(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "mission.yml").write_text(text)
+    return tmp_path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(MissionError) as caught:
+        load(bundle_with(tmp_path, text))
+    return caught.value.problems
+
+
+def line_of(text: str, needle: str, nth: int = 1) -> int:
+    count = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            count += 1
+            if count == nth:
+                return number
+    raise AssertionError(needle)
+
+
+def test_demo_mission_is_valid():
+    mission = load(ROOT / "missions" / "demo")
+    assert mission.name == "demo"
+    assert mission.target == "sim"
+    assert [d.name for d in mission.drones] == ["drone-1", "drone-2", "drone-3"]
+    assert mission.mesh == ipaddress.IPv4Network("10.42.0.0/24")
+    assert mission.controller_address == ipaddress.IPv4Address("10.250.0.254")
+    assert all(d.resources == {"memory": "1g", "cpus": 1.0} for d in mission.drones)
+
+
+def test_unknown_field_named_with_its_line_and_the_known_ones(tmp_path):
+    text = DEMO.replace("admin_user: cloudrone", "admin_usr: cloudrone")
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith(f"{tmp_path}/mission.yml:{line_of(text, 'admin_usr')} admin_usr:")
+    assert "unknown field" in problem and "admin_user" in problem
+
+
+def test_duplicate_address_names_the_owner_and_the_range(tmp_path):
+    text = DEMO.replace("mesh_address: 10.42.0.13", "mesh_address: 10.42.0.12")
+    (problem,) = problems(tmp_path, text)
+    line = line_of(text, "mesh_address: 10.42.0.12", nth=2)
+    assert problem == (
+        f"{tmp_path}/mission.yml:{line} drones[2].mesh_address: 10.42.0.12 is already used "
+        "by drone-2; pick another address in 10.42.0.0/24"
+    )
+
+
+def test_duplicate_name(tmp_path):
+    text = DEMO.replace("name: drone-3", "name: drone-1")
+    (problem,) = problems(tmp_path, text)
+    assert "drones[2].name: drone-1 is already the name of drones[0]" in problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("mesh_address: 10.42.0.11", "mesh_address: 10.43.0.11", "not a usable host address"),
+        ("mesh_address: 10.42.0.11", "mesh_address: 10.42.0.255", "not a usable host address"),
+        ("management_address: 10.250.0.11", "management_address: 10.250.0.254", "controller's"),
+        ("mesh_address: 10.42.0.11", "mesh_address: ten", "is not an IPv4 address"),
+        ("mesh: 10.42.0.0/24", "mesh: 10.250.0.0/25", "overlaps the management network"),
+        ("mesh: 10.42.0.0/24", "mesh: 10.42.0.1/24", "has host bits set"),
+        ("model: pi2", "model: pi9", "use one of pi2, pi3, pi4, pi5"),
+        ("target: sim", "target: cloud", "use sim (containers on this machine) or ssh"),
+        ("- name: drone-1", "- name: Drone_1", "lower-case letters, digits and dashes"),
+    ],
+)
+def test_bad_values_are_explained(tmp_path, old, new, expected):
+    text = DEMO.replace(old, new, 1)
+    found = problems(tmp_path, text)
+    assert any(expected in p for p in found), found
+    assert all(p.startswith(f"{tmp_path}/mission.yml:") for p in found)
+
+
+def test_missing_required_field(tmp_path):
+    text = DEMO.replace("target: sim\n", "")
+    (problem,) = problems(tmp_path, text)
+    assert "'target' is a required property" in problem
+
+
+def test_every_problem_at_once(tmp_path):
+    text = DEMO.replace("mesh_address: 10.42.0.13", "mesh_address: 10.42.0.12").replace(
+        "name: drone-3", "name: drone-1"
+    )
+    assert len(problems(tmp_path, text)) == 2
+
+
+def test_not_yaml(tmp_path):
+    (problem,) = problems(tmp_path, "mission: demo\n  drones: [\n")
+    assert problem.startswith(f"{tmp_path}/mission.yml:")
+    assert "not valid YAML" in problem
+
+
+def test_no_mission_file(tmp_path):
+    (problem,) = problems_missing(tmp_path)
+    assert "no such file" in problem and "missions/demo" in problem
+
+
+def problems_missing(tmp_path: Path) -> list[str]:
+    with pytest.raises(MissionError) as caught:
+        load(tmp_path)
+    return caught.value.problems
+
+
+def test_ssh_target_accepts_host_names(tmp_path):
+    text = DEMO.replace("target: sim", "target: ssh").replace(
+        "management_address: 10.250.0.11", "management_address: drone-1.local"
+    )
+    mission = load(bundle_with(tmp_path, text))
+    assert mission.drones[0].management_address == "drone-1.local"
+    assert str(mission.ssh_key).endswith(".ssh/id_ed25519")
