@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cloudrone.fleet import image as drone_image
 from cloudrone.fleet import sim
+from cloudrone.flight.ground import fly
 from cloudrone.mission.model import Mission, MissionError, load
 from cloudrone.mission.plan import fleet_spec, render_inventory
 from cloudrone.paths import ProjectNotFound, project_root
@@ -30,6 +31,9 @@ app = typer.Typer(
 )
 mission_app = typer.Typer(help="Bring a mission's fleet up, look at it, take it down.")
 app.add_typer(mission_app, name="mission")
+app.command("fly", help="Fly a drone: joystick (or keyboard) to MAVLink, its telemetry on screen.")(
+    fly
+)
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
