@@ -38,7 +38,11 @@ from cloudrone.flight.backends import read_frames
 from cloudrone.flight.rt import percentile
 
 PERIOD = 0.02
-BURN = "import os,sys\nos.sched_setaffinity(0,{cores})\nx=0\nwhile True:\n    x=(x*31+7)%1000003\n"
+# A CPU-heavy process pinned to one core; it ends when the benchmark does.
+BURN = (
+    "import os\nos.sched_setaffinity(0,{cores})\nparent=os.getppid()\nx=0\n"
+    "while os.getppid()==parent:\n    for _ in range(200000): x=(x*31+7)%1000003\n"
+)
 
 
 @dataclass

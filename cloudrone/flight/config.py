@@ -458,6 +458,15 @@ def _cross_check(c: FlightConfig, problems: list[tuple[str, str]]) -> None:
                 f"{thr.min_us}-{thr.max_us} us; pick a value a little below hover",
             )
         )
+    if c.backend.type == "pca9685":
+        for axis, ch in c.channels.items():
+            if ch.output > 15:
+                problems.append(
+                    (
+                        f"channels.{axis}.output",
+                        f"{ch.output} is not a PCA9685 channel; use 0-15",
+                    )
+                )
     rcs = [ch.rc for ch in c.channels.values()]
     if len(set(rcs)) != len(rcs):
         problems.append(("channels", f"two axes share one rc channel ({rcs}); give each its own"))

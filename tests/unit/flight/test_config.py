@@ -58,6 +58,11 @@ def test_errors_name_file_line_key_and_fix() -> None:
         ("realtime: {lock_memory: 'yes'}", "realtime.lock_memory", "true or false"),
         ("battery: {low_voltage: 11, resume_voltage: 10}", "battery.resume_voltage", "at or"),
         ("failsafe: {descent_us: 2100}", "failsafe.descent_us", "1000 to 2000"),
+        (
+            "backend: {type: pca9685}\nchannels: {rudder: {output: 17}}",
+            "channels.rudder.output",
+            "0-15",
+        ),
         ("[1, 2]", "", "mapping"),
         ("failsafe: [", "", "YAML"),
     ],
