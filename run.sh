@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 VENV=${CLOUDRONE_VENV:-$PWD/.venv}
+export PATH="$VENV/bin:$PATH"
 
 cmd=${1:-help}
 [ $# -gt 0 ] && shift

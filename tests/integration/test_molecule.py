@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, tool
+from tests.conftest import BIN, ROOT, tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.molecule]
 
@@ -22,7 +23,8 @@ def test_scenario(scenario, drone_image):
         text=True,
         timeout=1800,
         check=False,
-        env=None,
+        # molecule calls ansible-config, ansible-playbook... by name
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
