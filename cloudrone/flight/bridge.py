@@ -33,7 +33,6 @@ from cloudrone.flight.control import ARMED_MODES, Controller, Event, Mode, Resul
 from cloudrone.flight.mapping import PilotInput
 from cloudrone.flight.rt import (
     LoopStats,
-    Notifier,
     RealtimeReport,
     grant_rt_budget,
     setup_realtime,
@@ -46,6 +45,7 @@ from cloudrone.flight.telemetry import (
     open_gps,
     remaining_percent,
 )
+from cloudrone.sdnotify import Notifier
 
 log = logging.getLogger("cloudrone.flight")
 

@@ -8,7 +8,6 @@ import ctypes
 import ctypes.util
 import math
 import os
-import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -146,36 +145,6 @@ class LoopStats:
             "period_jitter_p99_ms": round(percentile(jitter, 99) * ms, 3),
             "period_jitter_max_ms": round((jitter[-1] if jitter else 0.0) * ms, 3),
         }
-
-
-class Notifier:
-    """systemd's sd_notify over $NOTIFY_SOCKET; silent when not run by systemd."""
-
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
-        env = os.environ if environ is None else environ
-        self.address = env.get("NOTIFY_SOCKET") or None
-        watchdog_us = env.get("WATCHDOG_USEC")
-        watchdog_pid = env.get("WATCHDOG_PID")
-        ok_pid = watchdog_pid is None or watchdog_pid == str(os.getpid())
-        self.watchdog_s = int(watchdog_us) / 1e6 if watchdog_us and ok_pid else None
-        self.sock: socket.socket | None = None
-        self.last_ping = -math.inf
-        if self.address:
-            if self.address.startswith("@"):
-                self.address = "\0" + self.address[1:]
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-
-    def send(self, message: str) -> None:
-        if self.sock is None or self.address is None:
-            return
-        with contextlib.suppress(OSError):
-            self.sock.sendto(message.encode(), self.address)
-
-    def watchdog(self, now: float) -> None:
-        """Ping at a quarter of WatchdogSec; called only from a healthy loop."""
-        if self.watchdog_s is not None and now - self.last_ping >= self.watchdog_s / 4:
-            self.last_ping = now
-            self.send("WATCHDOG=1")
 
 
 def _cpu_cgroup(proc_cgroup: str) -> str | None:

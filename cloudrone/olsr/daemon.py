@@ -28,7 +28,8 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from cloudrone.olsr import codec, sdnotify, status
+from cloudrone import sdnotify
+from cloudrone.olsr import codec, status
 from cloudrone.olsr.config import DEFAULT_PATH, Config, ConfigError, load
 from cloudrone.olsr.kernel import KernelRoute, RouteTable
 from cloudrone.olsr.protocol import Node

@@ -7,7 +7,8 @@ import socket
 import time
 from pathlib import Path
 
-from cloudrone.flight.rt import LoopStats, Notifier, grant_rt_budget, percentile, sleep_until
+from cloudrone.flight.rt import LoopStats, grant_rt_budget, percentile, sleep_until
+from cloudrone.sdnotify import Notifier
 
 
 def test_percentile_nearest_rank() -> None:
