@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import signal
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "olsr_integration_conftest", pathlib.Path(__file__).with_name("conftest.py")
-)
-assert _spec is not None and _spec.loader is not None
-lab_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lab_mod)
+from tests.integration.olsr import lab as lab_mod
 
 pytestmark = [pytest.mark.integration, lab_mod.needs_netns, pytest.mark.timeout(120)]
 
