@@ -139,6 +139,21 @@ def pca9685_counts(pulse_us: float, prescale: int, oscillator_hz: int = 25_000_0
     return max(0, min(4095, round(pulse_us / tick_us)))
 
 
+def i2c_bus_factory(device: str, factory: Any, missing: str) -> Any:
+    """What opens an I2C bus: the given factory (tests), else smbus2's SMBus.
+
+    Without a factory, a missing ``device`` fails at once with ``missing``,
+    which says what to fix, instead of an errno from deep in smbus2.
+    """
+    if factory is not None:
+        return factory
+    if not os.path.exists(device):
+        raise BackendError(missing)
+    from smbus2 import SMBus
+
+    return SMBus
+
+
 class Pca9685Backend:
     """Four KK2 inputs on PCA9685 channels; the chip keeps pulsing between writes."""
 
@@ -164,17 +179,13 @@ class Pca9685Backend:
 
     def start(self) -> None:
         device = f"/dev/i2c-{self.bus_number}"
-        factory = self._factory
-        if factory is None:
-            if not os.path.exists(device):
-                raise BackendError(
-                    f"pca9685 backend: {device} does not exist: I2C bus {self.bus_number} is "
-                    "not enabled (on a Pi: dtparam=i2c_arm=on in config.txt, or raspi-config) "
-                    "or backend.pca9685.bus is wrong; or choose backend.type: sim"
-                )
-            from smbus2 import SMBus
-
-            factory = SMBus
+        factory = i2c_bus_factory(
+            device,
+            self._factory,
+            f"pca9685 backend: {device} does not exist: I2C bus {self.bus_number} is "
+            "not enabled (on a Pi: dtparam=i2c_arm=on in config.txt, or raspi-config) "
+            "or backend.pca9685.bus is wrong; or choose backend.type: sim",
+        )
         try:
             self.bus = factory(self.bus_number)
             old = self.bus.read_byte_data(self.address, MODE1)

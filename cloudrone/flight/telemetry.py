@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any
 
-from cloudrone.flight.backends import BackendError
+from cloudrone.flight.backends import BackendError, i2c_bus_factory
 from cloudrone.flight.config import FlightConfig
 from cloudrone.flight.mapping import Sticks
 
@@ -77,16 +76,12 @@ class Ina219Battery:
 
     def start(self) -> None:
         device = f"/dev/i2c-{self.bus_number}"
-        factory = self._factory
-        if factory is None:
-            if not os.path.exists(device):
-                raise BackendError(
-                    f"ina219 battery monitor: {device} does not exist: enable I2C or fix "
-                    "battery.ina219.bus; or set battery.source: sim (or none)"
-                )
-            from smbus2 import SMBus
-
-            factory = SMBus
+        factory = i2c_bus_factory(
+            device,
+            self._factory,
+            f"ina219 battery monitor: {device} does not exist: enable I2C or fix "
+            "battery.ina219.bus; or set battery.source: sim (or none)",
+        )
         try:
             self.bus = factory(self.bus_number)
             self.read(0.0)
