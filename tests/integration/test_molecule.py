@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -24,9 +25,14 @@ def test_scenario(scenario, drone_image):
         timeout=1800,
         check=False,
         # molecule calls ansible-config, ansible-playbook... by name
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+        env={
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "NO_COLOR": "1",
+            "ANSIBLE_NOCOLOR": "1",
+        },
     )
-    output = result.stdout + result.stderr
+    output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
     assert result.returncode == 0, output[-20000:]
     assert "idempotence: Executed: Successful" in output
     assert "verify: Executed: Successful" in output
