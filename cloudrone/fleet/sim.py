@@ -237,7 +237,7 @@ def _client() -> docker.DockerClient:
 
 @functools.cache
 def privileged_works(image: str) -> bool:
-    """Whether this host lets a container run --privileged (some sandboxes refuse)."""
+    """Whether this host lets a container run --privileged (some hosts refuse)."""
     client = _client()
     name = f"cloudrone-probe-{os.getpid()}"
     try:
