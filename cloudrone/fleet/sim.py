@@ -287,6 +287,13 @@ def container_kwargs(spec: FleetSpec, drone: Drone, image: str, privileged: bool
     return kwargs
 
 
+# container_kwargs() keys that go into the host config as they are
+HOST_CONFIG_KEYS = (
+    "cgroupns", "security_opt", "cap_add", "cap_drop", "privileged", "tmpfs",
+    "restart_policy", "mem_limit", "nano_cpus",
+)  # fmt: skip
+
+
 def spec_digest(kwargs: dict, addresses: dict[str, str]) -> str:
     blob = json.dumps({"run": kwargs, "addresses": addresses}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -359,17 +366,10 @@ class SimFleet:
             existing.remove(force=True)
         kwargs["labels"][LABEL_SPEC] = digest
         links = list(drone.addresses.items())
-        first_link, first_ip = links[0] if links else (None, None)
-        if first_link is not None:
-            kwargs["network"] = self.spec.network_name(first_link)
-        kwargs["network_disabled"] = first_link is None
-        container = self._create(kwargs, first_link, first_ip)
-        for link_name, ip in links[1:]:
-            self.client.networks.get(self.spec.network_name(link_name)).connect(
-                container, ipv4_address=str(ip)
-            )
+        if links:
+            kwargs["network"] = self.spec.network_name(links[0][0])
         try:
-            container.start()
+            container = self._create_and_start(kwargs, links, with_rt=rt_budget_available())
         except docker.errors.APIError as exc:
             if "rt_runtime" not in str(exc):
                 raise
@@ -377,87 +377,61 @@ class SimFleet:
                 f"    drone {drone.name}: the engine's real-time pool is spent; "
                 "starting it without (its flight bridge will report no FIFO)"
             )
-            container.remove(force=True)
-            container = self._create(kwargs, first_link, first_ip, with_rt=False)
-            for link_name, ip in links[1:]:
-                self.client.networks.get(self.spec.network_name(link_name)).connect(
-                    container, ipv4_address=str(ip)
-                )
-            container.start()
+            self._find(drone).remove(force=True)
+            container = self._create_and_start(kwargs, links, with_rt=False)
         mode = "privileged" if privileged else "explicit capabilities"
         self.log(f"    drone {drone.name}: container {container.name} ({mode})")
         return container
 
-    def _create(
-        self, kwargs: dict, first_link: str | None, first_ip: Any, with_rt: bool = True
+    def _create_and_start(
+        self, kwargs: dict, links: list[tuple[str, Any]], with_rt: bool
     ) -> Container:
-        # The SDK's create() takes one network; give it the address through
-        # the low-level networking config so the drone boots with it.
+        """Create the drone on its first link, join it to the others, start it."""
+        container = self._create(kwargs, links[0][1] if links else None, with_rt)
+        for link_name, ip in links[1:]:
+            self.client.networks.get(self.spec.network_name(link_name)).connect(
+                container, ipv4_address=str(ip)
+            )
+        container.start()
+        return container
+
+    def _create(self, kwargs: dict, first_ip: Any, with_rt: bool) -> Container:
+        """Create (not start) the container, with its address on its first link.
+
+        The low-level API, because the SDK's create() neither takes an address
+        nor unmasks /proc/sys (the CLI's --security-opt systempaths=unconfined).
+        """
         api = self.client.api
-        run = dict(kwargs)
-        image = run.pop("image")
-        command = run.pop("command")
-        name = run.pop("name")
-        network = run.pop("network", None)
-        run.pop("network_disabled", None)
-        run.pop("detach", None)
-        host_config_keys = {
-            "cgroupns",
-            "volumes",
-            "security_opt",
-            "cap_add",
-            "cap_drop",
-            "privileged",
-            "tmpfs",
-            "restart_policy",
-            "mem_limit",
-            "nano_cpus",
-            "cpu_rt_runtime",
-            "unmask_system_paths",
-        }
-        host_kwargs = {k: run.pop(k) for k in list(run) if k in host_config_keys}
-        binds = host_kwargs.pop("volumes", {})
-        host_kwargs["binds"] = {k: v for k, v in binds.items()}
-        if network:
-            host_kwargs["network_mode"] = network
+        network = kwargs.get("network")
+        binds = kwargs["volumes"]
+        host_config = api.create_host_config(
+            binds=binds,
+            network_mode=network,
+            **{k: kwargs[k] for k in HOST_CONFIG_KEYS if k in kwargs},
+            **({"cpu_rt_runtime": RT_RUNTIME_US} if with_rt else {}),
+        )
+        if kwargs.get("unmask_system_paths"):
+            host_config["MaskedPaths"] = []
+            host_config["ReadonlyPaths"] = []
         networking = None
         if network:
             networking = api.create_networking_config(
                 {network: api.create_endpoint_config(ipv4_address=str(first_ip))}
             )
-
-        def create(with_rt: bool) -> Container:
-            hk = dict(host_kwargs)
-            unmask = hk.pop("unmask_system_paths", False)
-            if with_rt:
-                hk["cpu_rt_runtime"] = RT_RUNTIME_US
-            host_config = api.create_host_config(**hk)
-            if unmask:
-                host_config["MaskedPaths"] = []
-                host_config["ReadonlyPaths"] = []
-            resp = api.create_container(
-                image,
-                command=command,
-                name=name,
-                hostname=run["hostname"],
-                environment=run["environment"],
-                stop_signal=run["stop_signal"],
-                labels=run["labels"],
-                volumes=[v["bind"] for v in binds.values()],
-                host_config=host_config,
-                networking_config=networking,
-                detach=True,
-            )
-            return self.client.containers.get(resp["Id"])
-
-        if with_rt and rt_budget_available():
-            try:
-                return create(with_rt=True)
-            except docker.errors.APIError as exc:
-                if "rt" not in str(exc).lower():
-                    raise
-                self.log(f"    (no real-time budget for drones: {exc.explanation})")
-        return create(with_rt=False)
+        resp = api.create_container(
+            kwargs["image"],
+            command=kwargs["command"],
+            name=kwargs["name"],
+            hostname=kwargs["hostname"],
+            environment=kwargs["environment"],
+            stop_signal=kwargs["stop_signal"],
+            labels=kwargs["labels"],
+            volumes=[v["bind"] for v in binds.values()],
+            host_config=host_config,
+            networking_config=networking,
+            detach=True,
+        )
+        return self.client.containers.get(resp["Id"])
 
     def wait_ready(self, container: Container, timeout: float = 90) -> str:
         deadline = time.monotonic() + timeout

@@ -116,6 +116,19 @@ def test_second_run_changes_nothing(bundle):
     assert changed_count(again.stdout) == 0
 
 
+def test_check_mode_on_a_converged_drone_finds_nothing_to_change(bundle):
+    folder, _, _ = bundle
+    dry = cli("mission", "up", "--check", str(folder))
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Fleet ready: 0 task(s) would change" in dry.stdout
+
+
+def test_packages_came_through_the_base_camp_cache(bundle):
+    # the drone has no Internet: chrony reached it through the controller's apt-cacher-ng
+    cached = list(Path("/var/cache/apt-cacher-ng").rglob("chrony_*.deb"))
+    assert cached, "apt-cacher-ng holds no chrony package"
+
+
 def test_status_shows_the_drone_answering(bundle):
     folder, _, _ = bundle
     result = cli("mission", "status", str(folder))

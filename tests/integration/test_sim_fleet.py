@@ -148,3 +148,27 @@ def test_down_removes_containers_volumes_and_links(drone_image):
     assert client.containers.list(all=True, filters=label) == []
     assert client.networks.list(filters=label) == []
     assert not [v for v in client.volumes.list() if v.name.startswith("cloudrone-itest-down-")]
+
+
+def test_a_spent_real_time_pool_starts_the_drone_without_one(drone_image, monkeypatch):
+    if not sim.rt_budget_available():
+        pytest.skip("this kernel has no RT group scheduling: drones never get a budget")
+    # more than the engine's whole pool (--cpu-rt-runtime=950000): the engine refuses
+    monkeypatch.setattr(sim, "RT_RUNTIME_US", 960_000)
+    spec = sim.FleetSpec.from_dict(
+        {
+            "fleet": "itest-rt",
+            "links": [{"name": "l", "subnet": "10.253.8.0/24"}],
+            "drones": [{"name": "x", "links": {"l": "10.253.8.2"}}],
+        }
+    )
+    said: list[str] = []
+    sim.down("itest-rt", log=lambda _m: None)
+    try:
+        sim.SimFleet(spec, log=said.append).up(drone_image)
+        c = docker.from_env().containers.get("cloudrone-itest-rt-x")
+        assert c.status == "running"
+        assert c.attrs["HostConfig"]["CpuRealtimeRuntime"] == 0
+        assert any("real-time pool is spent" in line for line in said), said
+    finally:
+        sim.down("itest-rt", log=lambda _m: None)
