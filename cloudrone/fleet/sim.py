@@ -25,7 +25,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,6 @@ class FleetSpec:
     drones: tuple[Drone, ...]
     admin_user: str = "cloudrone"
     image: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def network_name(self, link: str) -> str:
         return f"cloudrone-{self.fleet}-{link}"
@@ -258,7 +257,6 @@ def container_kwargs(spec: FleetSpec, drone: Drone, image: str, privileged: bool
         "command": "/sbin/init",
         "name": spec.container_name(drone.name),
         "hostname": drone.name,
-        "detach": True,
         "environment": {"container": "docker"},
         "stop_signal": "SIGRTMIN+3",
         "tmpfs": {"/run": "rw,exec", "/run/lock": "rw"},
@@ -490,12 +488,6 @@ chmod 440 /etc/sudoers.d/010_$u-nopasswd
                 }
             )
         return out
-
-    def controller_address(self, link: str) -> str:
-        for candidate in self.spec.links:
-            if candidate.name == link:
-                return str(candidate.gateway)
-        raise FleetError(f"no link named {link}")
 
 
 def down(fleet: str, log: Callable[[str], None] = print) -> int:
