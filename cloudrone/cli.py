@@ -6,7 +6,6 @@ A thin layer: every command calls functions that scripts and tests call too
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from rich.table import Table
 from cloudrone.fleet import image as drone_image
 from cloudrone.fleet import sim
 from cloudrone.flight.ground import fly
+from cloudrone.mission import status as drone_status
 from cloudrone.mission.model import Mission, MissionError, load
 from cloudrone.mission.plan import fleet_spec, render_inventory
 from cloudrone.paths import ProjectNotFound, project_root
@@ -73,14 +73,6 @@ def _ensure_key(path: Path) -> None:
         check=True,
     )
     console.print(f"    made the simulated fleet's SSH key {path}")
-
-
-def _reachable(address: str, port: int = 22, timeout: float = 2.0) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 @mission_app.command("validate")
@@ -190,7 +182,7 @@ def _print_access(mission: Mission) -> None:
 
 @mission_app.command("status")
 def status(bundle: BundleArg = None) -> None:
-    """What each drone is doing: its container (simulated) and whether SSH answers."""
+    """What each drone is doing: container (simulated), SSH, flight bridge, battery."""
     mission = _load(bundle)
     states = {}
     if mission.target == "sim":
@@ -200,20 +192,21 @@ def status(bundle: BundleArg = None) -> None:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
     table = Table(title=f"Mission {mission.name}", title_justify="left")
-    for col in ("drone", "container", "management", "ssh"):
+    for col in ("drone", "container", "management", "ssh", "flight bridge", "battery"):
         table.add_column(col)
-    down = 0
-    for d in mission.drones:
-        up_ = _reachable(d.management_address)
-        down += not up_
+    silent = 0
+    for drone, report in zip(mission.drones, drone_status.collect(mission), strict=True):
+        silent += not report.ssh
         table.add_row(
-            d.name,
-            states.get(d.name, "-"),
-            d.management_address,
-            "[green]answers[/]" if up_ else "[red]no answer[/]",
+            drone.name,
+            states.get(drone.name, "-"),
+            drone.management_address,
+            "[green]answers[/]" if report.ssh else "[red]no answer[/]",
+            drone_status.describe_flight(report.flight),
+            drone_status.describe_battery(report.flight),
         )
     console.print(table)
-    if down:
+    if silent:
         raise typer.Exit(1)
 
 

@@ -1,0 +1,45 @@
+"""How mission status words a drone's flight bridge and battery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloudrone.mission.model import load
+from cloudrone.mission.status import describe_battery, describe_flight, ssh_command
+from tests.conftest import ROOT
+
+FLIGHT = {
+    "running": True,
+    "mode": "failsafe",
+    "battery": {"voltage": 10.34, "low": True},
+    "loop": {"period_jitter_p99_ms": 0.064, "missed_frames": 0},
+    "realtime": {"fifo": False},
+}
+
+
+def test_flight_line_says_mode_realtime_and_loop_health():
+    assert describe_flight(FLIGHT) == "failsafe, no FIFO, p99 0.064 ms, 0 missed"
+    assert describe_flight({**FLIGHT, "running": False}) == "bridge stopped"
+    assert describe_flight(None) == "-"
+
+
+def test_battery_line_flags_a_low_battery():
+    assert describe_battery(FLIGHT) == "10.3 V LOW"
+    assert describe_battery({"battery": {"voltage": 12.4, "low": False}}) == "12.4 V"
+    assert describe_battery(None) == "-"
+
+
+def test_status_reads_over_ssh_as_the_admin_user(tmp_path: Path):
+    mission = load(ROOT / "missions" / "demo")
+    cmd = ssh_command(mission, mission.drones[0], "cat /x")
+    assert cmd[-2:] == ["cloudrone@10.250.0.11", "cat /x"]
+    assert "BatchMode=yes" in cmd
+    assert "StrictHostKeyChecking=no" in cmd  # simulated: new host keys per container
+    text = (
+        (ROOT / "missions" / "demo" / "mission.yml")
+        .read_text()
+        .replace("target: sim", "target: ssh")
+    )
+    (tmp_path / "mission.yml").write_text(text)
+    real = load(tmp_path)
+    assert "StrictHostKeyChecking=no" not in ssh_command(real, real.drones[0], "cat /x")
