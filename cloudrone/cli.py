@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cloudrone.fleet import image as drone_image
@@ -57,10 +58,10 @@ def _load(bundle: Path | None) -> Mission:
             "nothing was changed:[/]"
         )
         for problem in exc.problems:
-            err.print(f"  {problem}")
+            err.print(f"  {escape(problem)}")
         raise typer.Exit(2) from None
     except ProjectNotFound as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
 
 
@@ -100,7 +101,21 @@ def up(
         f"[bold]Mission {mission.name}[/]: {mission.description or ''} "
         f"({len(mission.drones)} drones, target {mission.target})"
     )
-    if mission.target == "sim":
+    if mission.target == "sim" and check:
+        # check mode changes nothing, and creating or starting a drone is a change
+        try:
+            states = sim.SimFleet(fleet_spec(mission), log=console.print).describe()
+        except sim.FleetError as exc:
+            err.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
+        missing = [d["drone"] for d in states if d["state"] != "running"]
+        if missing:
+            err.print(
+                f"[red]--check needs the simulated drones running; {', '.join(missing)} "
+                "would be created or started: run mission up without --check first[/]"
+            )
+            raise typer.Exit(2)
+    elif mission.target == "sim":
         console.print("[bold blue]==>[/] Simulated drones")
         try:
             _ensure_key(mission.ssh_key)
@@ -108,7 +123,7 @@ def up(
             fleet = sim.SimFleet(fleet_spec(mission), log=console.print)
             fleet.up(image, mission.ssh_key.with_suffix(".pub").read_text())
         except sim.FleetError as exc:
-            err.print(f"[red]{exc}[/]")
+            err.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     elif not mission.ssh_key.exists():
         err.print(
@@ -135,7 +150,7 @@ def up(
     _print_recap(mission, result.stats)
     if not result.ok:
         for failure in result.failures:
-            err.print(f"[red]  {failure}[/]")
+            err.print(f"[red]  {escape(failure)}[/]")
         err.print(
             f"[red]provision.yml failed (rc={result.rc}); full log: "
             f"{mission.state_dir / 'runner' / 'artifacts'}[/]"
@@ -189,7 +204,7 @@ def status(bundle: BundleArg = None) -> None:
         try:
             states = {d["drone"]: d["state"] for d in sim.SimFleet(fleet_spec(mission)).describe()}
         except sim.FleetError as exc:
-            err.print(f"[red]{exc}[/]")
+            err.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     table = Table(title=f"Mission {mission.name}", title_justify="left")
     for col in ("drone", "container", "management", "ssh", "flight bridge", "battery"):
@@ -223,7 +238,7 @@ def down_(bundle: BundleArg = None) -> None:
     try:
         removed = sim.down(mission.name, log=console.print)
     except sim.FleetError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
     console.print(f"Mission {mission.name}: removed {removed} object(s)")
 

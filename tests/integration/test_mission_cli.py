@@ -174,6 +174,20 @@ def test_bad_bundle_is_explained_and_changes_nothing(tmp_path, docker_engine):
     assert not (tmp_path / ".cloudrone").exists()
 
 
+def test_check_mode_creates_no_drones(tmp_path, docker_engine):
+    (tmp_path / "mission.yml").write_text(
+        MISSION.format(key=tmp_path / "k")
+        .replace("itest-cli", "itest-dry")
+        .replace("10.252.", "10.249.")
+    )
+    result = cli("mission", "up", "--check", str(tmp_path))
+    assert result.returncode == 2
+    assert "solo would be created or started" in " ".join(result.stderr.split())
+    label = {"label": f"{sim.LABEL_FLEET}=itest-dry"}
+    assert docker.from_env().containers.list(all=True, filters=label) == []
+    assert docker.from_env().networks.list(filters=label) == []
+
+
 def test_down_refuses_real_drones(tmp_path, docker_engine):
     (tmp_path / "mission.yml").write_text(
         MISSION.format(key=tmp_path / "k").replace("target: sim", "target: ssh")
