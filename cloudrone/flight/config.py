@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from cloudrone import yamlpos
+
 DEFAULT_CONFIG_PATH = Path("/etc/cloudrone/flight.yml")
 
 # Pulse widths a KK2 (or any RC input) can be fed at all. Endpoints must lie inside.
@@ -322,25 +324,6 @@ _SCHEMA: dict[str, Any] = {
 # --------------------------------------------------------------------------- loading
 
 
-def _line_index(text: str) -> dict[str, int]:
-    """Map dotted keys to the 1-based line where they appear (best effort)."""
-    lines: dict[str, int] = {}
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = f"{prefix}{key_node.value}"
-                lines[key] = key_node.start_mark.line + 1
-                walk(value_node, key + ".")
-
-    walk(root, "")
-    return lines
-
-
 def _validate(
     raw: Mapping[str, Any], schema: Mapping[str, Any], prefix: str, problems: list[tuple[str, str]]
 ) -> dict[str, Any]:
@@ -503,10 +486,10 @@ def parse_config(text: str, source: str = "<string>") -> FlightConfig:
     data = _validate(raw, _SCHEMA, "", problems)
     config = _build(data, source, problems) if not problems else None
     if problems:
-        lines = _line_index(text)
+        root = yamlpos.compose(text)
         out = []
         for key, text_ in problems:
-            line = lines.get(key)
+            line = yamlpos.line_of(root, key.split("."), nearest=False)
             out.append(f"{source}:{line}: {key}: {text_}" if line else f"{source}: {key}: {text_}")
         raise ConfigError(out)
     assert config is not None

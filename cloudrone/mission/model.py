@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cloudrone import yamlpos
+
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -111,28 +113,6 @@ class Mission:
         return self.management.broadcast_address - 1
 
 
-def _line_of(root: yaml.Node | None, path: list[str | int]) -> int | None:
-    """The line (1-based) of the value at ``path`` in the composed YAML tree."""
-    node = root
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part:
-                    node, line = value, key.start_mark.line + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return line
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def _field(path: list[str | int]) -> str:
     out = ""
     for part in path:
@@ -152,7 +132,6 @@ def load(bundle: Path) -> Mission:
              "(see missions/demo)"]
         ) from None  # fmt: skip
     try:
-        root = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -160,9 +139,10 @@ def load(bundle: Path) -> Mission:
         raise MissionError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
 
     problems: list[str] = []
+    root = yamlpos.compose(text)
 
     def report(p: list[str | int], message: str) -> None:
-        line = _line_of(root, p)
+        line = yamlpos.line_of(root, p)
         problems.append(f"{shown}:{line or 1} {_field(p)}: {message}")
 
     validator = jsonschema.Draft202012Validator(SCHEMA)
