@@ -269,23 +269,20 @@ class Daemon:
             self.node.counters["originated_hello"] += 1
             self.send_now([self.node.make_hello(iface.name).raw], iface)
 
-    def send_tc(self) -> None:
-        msg = self.node.make_tc()
+    def _originate(self, kind: str, msg: Any) -> None:
+        """Count and flood a message this node makes (None: nothing to say)."""
         if msg is not None:
-            self.node.counters["originated_tc"] += 1
+            self.node.counters[f"originated_{kind}"] += 1
             self.send_now([msg.raw])
+
+    def send_tc(self) -> None:
+        self._originate("tc", self.node.make_tc())
 
     def send_mid(self) -> None:
-        msg = self.node.make_mid()
-        if msg is not None:
-            self.node.counters["originated_mid"] += 1
-            self.send_now([msg.raw])
+        self._originate("mid", self.node.make_mid())
 
     def send_hna(self) -> None:
-        msg = self.node.make_hna()
-        if msg is not None:
-            self.node.counters["originated_hna"] += 1
-            self.send_now([msg.raw])
+        self._originate("hna", self.node.make_hna())
 
     def send_on_change(self) -> None:
         self.send_tc()
