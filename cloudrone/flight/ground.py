@@ -135,7 +135,6 @@ class Telemetry:
     lat: float = 0.0
     lon: float = 0.0
     satellites: int = 0
-    servos: tuple[int, ...] = ()
     texts: list[str] = field(default_factory=list)
     acks: list[tuple[int, int]] = field(default_factory=list)
 
@@ -230,8 +229,6 @@ class GroundLink:
         elif kind == "GPS_RAW_INT":
             tm.fix_type, tm.lat, tm.lon = m.fix_type, m.lat / 1e7, m.lon / 1e7
             tm.satellites = m.satellites_visible
-        elif kind == "SERVO_OUTPUT_RAW":
-            tm.servos = (m.servo1_raw, m.servo2_raw, m.servo3_raw, m.servo4_raw)
         elif kind == "STATUSTEXT":
             tm.texts = [*tm.texts[-4:], m.text]
         elif kind == "COMMAND_ACK":

@@ -79,14 +79,6 @@ def stick_to_pulse(x: float, cal: ChannelConfig) -> int:
     return round(clamp(pulse, cal.min_us, cal.max_us))
 
 
-def throttle_pulse_to_stick(us: float, cal: ChannelConfig) -> float:
-    """Inverse of :func:`stick_to_pulse` for an unreversed, linear throttle."""
-    c = centre_us(cal)
-    if us >= c:
-        return clamp((us - c) / (cal.max_us - c), -1.0, 1.0)
-    return clamp((us - c) / (c - cal.min_us), -1.0, 1.0)
-
-
 def sticks_to_pulses(s: Sticks, channels: dict[str, ChannelConfig]) -> Pulses:
     return Pulses(
         aileron=stick_to_pulse(s.roll, channels["aileron"]),

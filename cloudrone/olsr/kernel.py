@@ -14,7 +14,6 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 log = logging.getLogger("cloudrone.olsr")
 
-RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_NOWHERE = 255  # in a delete request: match routes of any scope
 RTNH_F_ONLINK = 4
