@@ -349,11 +349,16 @@ class SimFleet:
             return None
 
     def ensure_drone(self, drone: Drone, image: str) -> Container:
-        privileged = privileged_works(image)
+        existing = self._find(drone)
+        # an existing drone shows which mode its host allowed; only a new one
+        # needs the probe (a throwaway container)
+        if existing is not None:
+            privileged = bool(existing.attrs["HostConfig"].get("Privileged"))
+        else:
+            privileged = privileged_works(image)
         kwargs = container_kwargs(self.spec, drone, image, privileged)
         addresses = {k: str(v) for k, v in drone.addresses.items()}
         digest = spec_digest(kwargs, addresses)
-        existing = self._find(drone)
         if existing is not None:
             if existing.labels.get(LABEL_SPEC) == digest:
                 if existing.status != "running":
