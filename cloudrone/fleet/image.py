@@ -9,6 +9,7 @@ cache the simulated drones use.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import shutil
 import socket
@@ -50,7 +51,9 @@ class Recipe:
             include=tuple(str(p) for p in data["include"]),
         )
 
+    @functools.cached_property
     def digest(self) -> str:
+        """A hash of every file of the recipe (computed once)."""
         h = hashlib.sha256()
         for f in sorted(p for p in self.folder.rglob("*") if p.is_file()):
             h.update(f.relative_to(self.folder).as_posix().encode())
@@ -60,7 +63,7 @@ class Recipe:
 
     @property
     def tag(self) -> str:
-        return f"{IMAGE_REPO}:{self.suite}-{self.digest()}"
+        return f"{IMAGE_REPO}:{self.suite}-{self.digest}"
 
 
 def cache_answers(host: str = "127.0.0.1", port: int = CACHE_PORT) -> bool:
@@ -137,7 +140,7 @@ def build(recipe: Recipe, log=print) -> str:
                 "-c",
                 "ENV container=docker",
                 "-c",
-                f"LABEL io.cloudrone.recipe={recipe.digest()}",
+                f"LABEL io.cloudrone.recipe={recipe.digest}",
                 "-",
                 recipe.tag,
             ],
