@@ -88,6 +88,11 @@ CAPABILITIES: tuple[str, ...] = (
 # spent, a drone runs without one and its flight bridge reports no FIFO.
 RT_RUNTIME_US = 100_000
 
+# The password a simulated drone's first boot gives the operator's account, as
+# the imager does with the one typed in its settings. Public on purpose: it
+# is a leftover the base role must lock, and tests prove it no longer works.
+IMAGER_PASSWORD = "raspberry"
+
 
 class FleetError(RuntimeError):
     """Something the operator must fix before the fleet can come up."""
@@ -452,9 +457,19 @@ class SimFleet:
         )
 
     def bootstrap_user(self, container: Container, user: str, public_key: str) -> None:
-        """What Raspberry Pi Imager does on first boot: a sudo user with the key."""
+        """What Raspberry Pi Imager (or a cloud image's first boot) leaves on a drone.
+
+        The user the operator named, with the operator's key, and also what a
+        flashed image really carries and the base role must undo: a password
+        on that account, a password-less sudoers file per image kind, and an
+        sshd drop-in that turns password logins on. Done once per drone, on
+        its first boot, as the imager does: a provisioned drone is not
+        flashed again by a second ``up``.
+        """
         script = f"""
 set -e
+marker=/var/lib/cloudrone-sim/first-boot-done
+[ -e "$marker" ] && exit 0
 u={shlex.quote(user)}
 id -u "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo "$u"
 home=$(getent passwd "$u" | cut -d: -f6)
@@ -463,8 +478,18 @@ key={shlex.quote(public_key.strip())}
 keys="$home/.ssh/authorized_keys"
 grep -qxF "$key" "$keys" 2>/dev/null || echo "$key" >>"$keys"
 chown "$u:$u" "$keys"; chmod 600 "$keys"
+# The imager asks for a password and sets it; it also allows sudo without one.
+echo "$u:{IMAGER_PASSWORD}" | chpasswd
 echo "$u ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/010_$u-nopasswd
 chmod 440 /etc/sudoers.d/010_$u-nopasswd
+# Cloud images (cloud-init) leave the same grant under another name, and an
+# sshd drop-in that allows passwords.
+echo "$u ALL=(ALL) NOPASSWD:ALL" >/etc/sudoers.d/90-cloud-init-users
+chmod 440 /etc/sudoers.d/90-cloud-init-users
+install -d /etc/ssh/sshd_config.d
+echo "PasswordAuthentication yes" >/etc/ssh/sshd_config.d/50-cloud-init.conf
+install -d /var/lib/cloudrone-sim
+touch "$marker"
 """
         rc, out = container.exec_run(["/bin/sh", "-c", script])
         if rc != 0:

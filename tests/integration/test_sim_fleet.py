@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import docker
 import pytest
 
@@ -56,22 +58,39 @@ def test_drones_reach_each_other_over_the_mesh_link(fleet):
     assert rc == 0, out
 
 
-def test_links_are_internal_nothing_leaves_for_the_outside(fleet):
-    # Docker still writes a default route on internal links; what keeps the
-    # drones off the Internet is the controller's firewall: packets from the
-    # link's bridge to anywhere else are dropped, and none are NATed.
-    import subprocess
-
-    net = docker.from_env().networks.get("cloudrone-itest-sim-mesh")
+def test_links_are_internal_nothing_leaves_for_the_outside(fleet, drone_image):
+    # Try to get out: a listener on an ordinary (not internal) network of this
+    # engine answers the controller, but not a drone, whose only way off its
+    # links is the controller, which must not forward for it.
+    client = docker.from_env()
+    net = client.networks.get("cloudrone-itest-sim-mesh")
     assert net.attrs["Internal"] is True
     assert net.attrs["IPAM"]["Config"][0]["Subnet"] == "10.253.1.0/24"
-    bridge = "br-" + net.id[:12]
-    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
-    assert f"-A DOCKER-ISOLATION-STAGE-1 ! -d 10.253.1.0/24 -i {bridge} -j DROP" in rules
-    nat = subprocess.run(
-        ["iptables", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "10.253.1.0/24" not in nat
+    outside = client.networks.create(
+        "cloudrone-itest-sim-outside",
+        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.253.9.0/24")]),
+    )
+    listener = None
+    try:
+        listener = client.containers.run(
+            drone_image, ["python3", "-m", "http.server", "8000"], detach=True,
+            network=outside.name, name="cloudrone-itest-sim-outside-host",
+        )  # fmt: skip
+        listener.reload()
+        ip = listener.attrs["NetworkSettings"]["Networks"][outside.name]["IPAddress"]
+        probe = f"timeout 3 bash -c 'echo > /dev/tcp/{ip}/8000'"
+        import subprocess
+
+        deadline = time.monotonic() + 20
+        while subprocess.run(["sh", "-c", probe], check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the outside listener never answered the controller"
+            time.sleep(0.3)
+        rc, out = sh("cloudrone-itest-sim-a", probe)
+        assert rc != 0, f"a drone reached {ip} outside its links: {out}"
+    finally:
+        if listener is not None:
+            listener.remove(force=True)
+        outside.remove()
 
 
 def test_engine_storage_is_its_own_volume(fleet):
@@ -89,13 +108,22 @@ def test_memory_limit_of_a_pi2(fleet):
     assert c.attrs["HostConfig"]["Memory"] == 1024**3
 
 
-def test_first_boot_user_with_key_and_sudo(fleet):
+def test_first_boot_leaves_what_a_flashed_image_leaves(fleet):
     rc, out = sh(
         "cloudrone-itest-sim-b", "sudo -l -U cloudrone; cat /home/cloudrone/.ssh/authorized_keys"
     )
     assert rc == 0
     assert "NOPASSWD: ALL" in out
     assert "FakeKeyForTests" in out
+    # the leftovers the base role must undo are really there on a new drone
+    rc, out = sh(
+        "cloudrone-itest-sim-b",
+        "ls /etc/sudoers.d /etc/ssh/sshd_config.d; passwd -S cloudrone",
+    )
+    assert rc == 0, out
+    for leftover in ("010_cloudrone-nopasswd", "90-cloud-init-users", "50-cloud-init.conf"):
+        assert leftover in out
+    assert out.splitlines()[-1].split()[1] == "P"  # a usable password, as the imager sets
 
 
 def test_the_controller_is_reachable_on_each_link(fleet):

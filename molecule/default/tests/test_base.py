@@ -1,7 +1,9 @@
 """What the base role must leave on a drone, checked on the drone itself."""
 
+import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -22,7 +24,8 @@ def test_hostname(host):
         ("permitemptypasswords", "no"),
         ("pubkeyauthentication", "yes"),
         ("authenticationmethods", "publickey"),
-        ("permitrootlogin", "without-password"),
+        ("permitrootlogin", "no"),
+        ("allowusers", "cloudrone"),
         ("x11forwarding", "no"),
     ],
 )
@@ -64,8 +67,33 @@ def test_admin_user_has_sudo_and_only_its_key(host):
     assert len(keys) == 1
     assert keys[0].startswith("ssh-ed25519 ")
     assert "NOPASSWD: ALL" in host.check_output("sudo -l -U cloudrone")
-    # a locked password: no password login even if sshd allowed one
+    # the password the imager set is locked: no password login even if sshd allowed one
     assert host.check_output("passwd -S cloudrone").split()[1] in ("L", "LK")
+    assert host.check_output("passwd -S root").split()[1] in ("L", "LK")
+
+
+def test_flashed_image_leftovers_are_gone(host):
+    # the simulated drone's first boot created these, as an imager does
+    for leftover in (
+        "/etc/sudoers.d/010_cloudrone-nopasswd",
+        "/etc/sudoers.d/90-cloud-init-users",
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf",
+    ):
+        assert not host.file(leftover).exists, leftover
+    # sudo without a password comes from the role's own file, for the admin alone
+    grants = host.check_output("grep -rl NOPASSWD /etc/sudoers.d || true").split()
+    assert grants == ["/etc/sudoers.d/cloudrone-admin"]
+
+
+def test_ssh_guard_is_disarmed_and_holds_what_got_in(host):
+    # the last run proved a fresh login and cancelled the drone's own rollback
+    assert not host.service("cloudrone-ssh-rollback.timer").is_running
+    guard = "/var/lib/cloudrone/ssh-guard"
+    assert host.file(f"{guard}/sshd_config").content == host.file("/etc/ssh/sshd_config").content
+    assert (
+        host.file(f"{guard}/authorized_keys").content
+        == host.file("/home/cloudrone/.ssh/authorized_keys").content
+    )
 
 
 def test_apt_goes_through_the_base_camp_cache(host):
@@ -104,3 +132,104 @@ def test_passwords_are_refused():
     result = _ssh("-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password")
     assert result.returncode == 255
     assert "Permission denied (publickey)" in result.stderr
+
+
+# --- The firewall, tried from the outside ------------------------------------
+# A scanner container on each of the drone's links connects to its ports as
+# any host there could. open: something answered; closed: the firewall let
+# the packet through and the kernel refused it (nothing listens); filtered:
+# the firewall dropped it.
+SCAN = r"""
+import asyncio, json, socket, sys
+target, tcp_ports, udp_ports = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+async def tcp(port):
+    try:
+        _, w = await asyncio.wait_for(asyncio.open_connection(target, port), 2.5)
+        w.close()
+        return port, "open"
+    except ConnectionRefusedError:
+        return port, "closed"
+    except (asyncio.TimeoutError, OSError):
+        return port, "filtered"
+def udp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2.5)
+    s.connect((target, port))
+    try:
+        for _ in range(2):
+            s.send(b"cloudrone-scan")
+            try:
+                s.recv(100)
+                return "open"
+            except socket.timeout:
+                continue
+        return "filtered"
+    except ConnectionRefusedError:
+        return "closed"
+async def main():
+    res = dict(await asyncio.gather(*(tcp(p) for p in tcp_ports)))
+    print(json.dumps({"tcp": res, "udp": {p: udp(p) for p in udp_ports}}))
+asyncio.run(main())
+"""
+TCP_PORTS = [*range(1, 1025), 2375, 2376, 2377, 7946, 8080, 9090]
+MANAGEMENT_TCP = {2375, 2376, 2377, 7946}
+UDP_PORTS = [4789, 7946, 9999]
+LINKS = {"mgmt": ("10.251.0.11", "10.251.0.50"), "mesh": ("10.251.1.11", "10.251.1.50"),
+         "ground": ("10.251.2.11", "10.251.2.50")}  # fmt: skip
+
+
+def _scan(link: str) -> dict:
+    target, scanner_ip = LINKS[link]
+    image = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Config.Image}}", f"cloudrone-molecule-default-{DRONE}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", f"cloudrone-molecule-default-{link}",
+         "--ip", scanner_ip, "--cap-drop", "ALL", "--entrypoint", "python3", image,
+         "-c", SCAN, target, json.dumps(TCP_PORTS), json.dumps(UDP_PORTS)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    return {"tcp": {int(k): v for k, v in out["tcp"].items()},
+            "udp": {int(k): v for k, v in out["udp"].items()}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def listener(host):
+    # something listening on every address that no rule allows: it must not be reached
+    host.run("systemd-run --unit=scan-listener python3 -m http.server --bind 0.0.0.0 8080")
+    for _ in range(50):
+        if host.socket("tcp://0.0.0.0:8080").is_listening:
+            break
+        time.sleep(0.1)
+    assert host.socket("tcp://0.0.0.0:8080").is_listening
+    yield
+    host.run("systemctl stop scan-listener")
+
+
+@pytest.mark.parametrize("link", ["mgmt", "mesh"])
+def test_management_and_mesh_reach_ssh_and_the_cluster_ports_only(listener, link):
+    scan = _scan(link)
+    tcp = scan["tcp"]
+    assert {p for p, s in tcp.items() if s == "open"} == {22}
+    # the cluster's ports get through (nothing listens yet: the kernel refuses)
+    assert {p for p, s in tcp.items() if s == "closed"} == MANAGEMENT_TCP
+    # everything else is dropped, the listener on 8080 included
+    assert tcp[8080] == "filtered"
+    assert scan["udp"] == {4789: "closed", 7946: "closed", 9999: "filtered"}
+
+
+def test_the_ground_side_reaches_nothing(listener):
+    scan = _scan("ground")
+    assert set(scan["tcp"].values()) == {"filtered"}
+    assert set(scan["udp"].values()) == {"filtered"}
+
+
+def test_firewall_is_its_own_table_and_loads_at_boot(host):
+    assert host.service("cloudrone-firewall").is_enabled
+    ruleset = host.check_output("nft list table inet cloudrone")
+    assert "policy drop" in ruleset
+    # the file in force passes nft's own check
+    assert host.run("nft -c -f /etc/cloudrone/firewall.nft").rc == 0
