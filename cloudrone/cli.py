@@ -22,7 +22,7 @@ from cloudrone.flight.ground import fly
 from cloudrone.mission import status as drone_status
 from cloudrone.mission.model import Mission, MissionError, load
 from cloudrone.mission.plan import fleet_spec, render_inventory
-from cloudrone.paths import ProjectNotFound, project_root
+from cloudrone.paths import ProjectNotFound, mission_state_dir, project_root
 from cloudrone.runner import run_playbook
 
 app = typer.Typer(
@@ -132,8 +132,9 @@ def up(
         )
         raise typer.Exit(2)
 
-    mission.state_dir.mkdir(parents=True, exist_ok=True)
-    inventory = mission.state_dir / "inventory.yml"
+    state = mission_state_dir(mission.name)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    inventory = state / "inventory.yml"
     inventory.write_text(render_inventory(mission))
     console.print(
         f"[bold blue]==>[/] provision.yml on {len(mission.drones)} drones (inventory {inventory})"
@@ -142,7 +143,7 @@ def up(
         result = run_playbook(
             "provision.yml",
             inventory,
-            mission.state_dir,
+            state,
             check=check,
             tags=tags,
             on_task=lambda task: status.update(f"[dim]{task}[/]"),
@@ -153,7 +154,7 @@ def up(
             err.print(f"[red]  {escape(failure)}[/]")
         err.print(
             f"[red]provision.yml failed (rc={result.rc}); full log: "
-            f"{mission.state_dir / 'runner' / 'artifacts'}[/]"
+            f"{state / 'runner' / 'artifacts'}[/]"
         )
         raise typer.Exit(1)
     verb = "would change" if check else "changed"

@@ -33,3 +33,23 @@ def project_root() -> Path:
         "cannot find provision.yml above the cloudrone package; "
         "run from a Cloudrone checkout or set CLOUDRONE_HOME to one"
     )
+
+
+def state_home() -> Path:
+    """Where the CLI keeps run state: never inside a mission bundle.
+
+    ``CLOUDRONE_STATE_DIR`` if set, else ``$XDG_STATE_HOME/cloudrone``, else
+    ``~/.local/state/cloudrone``. A bundle travels (it is copied to a base
+    camp, packed, shared); what a run leaves behind stays with the user.
+    """
+    env = os.environ.get("CLOUDRONE_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "cloudrone"
+
+
+def mission_state_dir(mission_name: str) -> Path:
+    """One mission's rendered inventory, fact cache and run logs."""
+    return state_home() / "missions" / mission_name

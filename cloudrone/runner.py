@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -12,6 +14,29 @@ from pathlib import Path
 import ansible_runner
 
 from cloudrone.paths import project_root
+
+# What of the controller's environment a run's record may keep: enough to
+# see how Ansible was called, nothing that could hold a secret.
+_KEPT_ENV = re.compile(
+    r"^(ANSIBLE_(?!.*(PASS|SECRET|TOKEN|KEY|VAULT)).*|PATH|HOME|USER|LANG|LC_.*)$"
+)
+
+
+def scrub_artifacts(private_data_dir: Path) -> None:
+    """Drop the controller's environment from ansible-runner's records.
+
+    ansible-runner writes the whole environment of the run into each
+    artifact's ``command`` file (tokens, vault passwords and cloud keys
+    included); keep only what says how Ansible ran.
+    """
+    for command in private_data_dir.glob("artifacts/*/command"):
+        try:
+            data = json.loads(command.read_text())
+        except (OSError, ValueError):
+            continue
+        env = data.get("env") or {}
+        data["env"] = {k: v for k, v in env.items() if _KEPT_ENV.match(k)}
+        command.write_text(json.dumps(data))
 
 
 @dataclass
@@ -81,8 +106,10 @@ def run_playbook(
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
     }
     start = time.monotonic()
+    private = state_dir / "runner"
+    private.chmod(0o700)
     runner = ansible_runner.run(
-        private_data_dir=str(state_dir / "runner"),
+        private_data_dir=str(private),
         project_dir=str(root),
         playbook=str(root / playbook),
         inventory=str(inventory),
@@ -91,7 +118,10 @@ def run_playbook(
         quiet=True,
         event_handler=handle,
         rotate_artifacts=3,
+        # no env/ files with the variables of the run
+        suppress_env_files=True,
     )
+    scrub_artifacts(private)
     return RunResult(
         rc=runner.rc,
         elapsed=time.monotonic() - start,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ import docker
 import pytest
 
 from cloudrone.fleet import sim
-from tests.conftest import tool
+from tests.conftest import BIN, ROOT, tool
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +33,12 @@ drones:
 """
 
 
+# The CLI's environment. A secret the controller happens to hold must not
+# end up in anything a run writes down.
+ENV = {"COLUMNS": "200", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+SECRET = "vault-pass-5e1f0c2a9d"
+
+
 def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [tool("cloudrone_cli"), *args],
@@ -39,8 +46,19 @@ def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
         check=False,
-        env={"COLUMNS": "200", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        env=ENV,
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def state_home(tmp_path_factory):
+    state = tmp_path_factory.mktemp("state")
+    ENV["CLOUDRONE_STATE_DIR"] = str(state)
+    ENV["CLOUDRONE_WPA_PASSPHRASE"] = SECRET
+    ENV["ANSIBLE_VAULT_PASSWORD"] = SECRET
+    yield state
+    for name in ("CLOUDRONE_STATE_DIR", "CLOUDRONE_WPA_PASSPHRASE", "ANSIBLE_VAULT_PASSWORD"):
+        ENV.pop(name)
 
 
 def changed_count(output: str) -> int:
@@ -87,10 +105,22 @@ def bundle(tmp_path_factory, drone_image):
 
 
 def test_up_provisions_and_says_how_to_reach_the_drone(bundle):
-    folder, key, first = bundle
+    _, key, first = bundle
     assert changed_count(first.stdout) > 0
     assert "ssh -i" in first.stdout and "pilot@10.252.0.21" in first.stdout
-    assert key.exists() and (folder / ".cloudrone" / "inventory.yml").exists()
+    assert key.exists()
+
+
+def test_run_state_stays_out_of_the_bundle_and_holds_no_secret(bundle, state_home):
+    folder, _, _ = bundle
+    # the bundle holds what the operator put there, and nothing a run wrote
+    assert sorted(p.name for p in folder.iterdir()) == ["key", "key.pub", "mission.yml"]
+    state = state_home / "missions" / "itest-cli"
+    assert (state / "inventory.yml").is_file()
+    records = [p for p in state.rglob("*") if p.is_file()]
+    assert any(p.name == "command" for p in records)  # ansible-runner's record of the run
+    for path in records:
+        assert SECRET.encode() not in path.read_bytes(), f"{path} holds the controller's secret"
 
 
 def test_operator_logs_in_with_the_key_and_becomes_root(bundle):
@@ -118,6 +148,38 @@ def test_second_run_changes_nothing(bundle):
 
 def test_check_mode_on_a_converged_drone_finds_nothing_to_change(bundle):
     folder, _, _ = bundle
+    dry = cli("mission", "up", "--check", str(folder))
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Fleet ready: 0 task(s) would change" in dry.stdout
+
+
+def test_a_key_that_locks_the_operator_out_is_rolled_back(bundle, state_home, tmp_path):
+    folder, key, _ = bundle
+    wrong = tmp_path / "wrong"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    wrong_pub = (tmp_path / "wrong.pub").read_text().strip()
+    state = state_home / "missions" / "itest-cli"
+    result = subprocess.run(
+        [tool("ansible-playbook"), "-i", str(state / "inventory.yml"), "provision.yml",
+         "--tags", "base", "-e", json.dumps({
+             "base_admin_authorized_keys": [wrong_pub],
+             "base_ssh_guard_timeout": 8, "base_ssh_rollback_after": 20})],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**ENV, "PATH": f"{BIN}:{ENV['PATH']}", "ANSIBLE_NOCOLOR": "1",
+             "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(state / "facts")},
+    )  # fmt: skip
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output[-3000:]
+    assert "a fresh SSH connection with the operator's key could not get in" in output
+    assert "The drone restored the settings it had before" in output
+    # the operator's key gets in again, the wrong one is gone, and the drone says what it did
+    guard_log = "/var/lib/cloudrone/ssh-guard/rollbacks.log"
+    back = ssh(key, f"cat ~/.ssh/authorized_keys; sudo -n cat {guard_log}")
+    assert back.returncode == 0, back.stderr
+    assert (Path(str(key) + ".pub")).read_text().split()[1] in back.stdout
+    assert wrong_pub.split()[1] not in back.stdout
+    assert "restored the settings the operator last got in with" in back.stdout
+    # and the drone is exactly as provisioned before
     dry = cli("mission", "up", "--check", str(folder))
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "Fleet ready: 0 task(s) would change" in dry.stdout
@@ -171,7 +233,7 @@ def test_bad_bundle_is_explained_and_changes_nothing(tmp_path, docker_engine):
     assert client.containers.list(all=True, filters=label) == []
     assert client.networks.list(filters=label) == []
     assert not (tmp_path / "k").exists()
-    assert not (tmp_path / ".cloudrone").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mission.yml"]
 
 
 def test_check_mode_creates_no_drones(tmp_path, docker_engine):
