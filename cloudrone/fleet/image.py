@@ -36,16 +36,20 @@ class Recipe:
     include: tuple[str, ...]
 
     @classmethod
-    def load(cls, folder: Path | None = None) -> Recipe:
+    def load(cls, folder: Path | None = None, suite: str | None = None) -> Recipe:
+        """The recipe; ``suite`` builds the same drone on another Debian release."""
         folder = folder or project_root() / "images" / "drone"
         path = folder / "recipe.yml"
         data = yaml.safe_load(path.read_text())
         missing = {"suite", "mirror", "variant", "include"} - set(data or {})
         if missing:
             raise ValueError(f"{path}: missing {', '.join(sorted(missing))}")
+        suites = [str(data["suite"]), *(str(s) for s in data.get("other_suites") or [])]
+        if suite is not None and suite not in suites:
+            raise ValueError(f"{path}: suite {suite!r} is not one of {', '.join(suites)}")
         return cls(
             folder=folder,
-            suite=str(data["suite"]),
+            suite=suite or suites[0],
             mirror=str(data["mirror"]).rstrip("/"),
             variant=str(data["variant"]),
             include=tuple(str(p) for p in data["include"]),
@@ -153,9 +157,9 @@ def build(recipe: Recipe, log=print) -> str:
     return recipe.tag
 
 
-def ensure(recipe: Recipe | None = None, log=print) -> str:
+def ensure(recipe: Recipe | None = None, log=print, suite: str | None = None) -> str:
     """The drone image's tag, building the image only when it is missing."""
-    recipe = recipe or Recipe.load()
+    recipe = recipe or Recipe.load(suite=suite)
     if image_exists(recipe.tag):
         log(f"    {recipe.tag} is present (reused)")
         return recipe.tag
@@ -165,12 +169,13 @@ def ensure(recipe: Recipe | None = None, log=print) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloudrone.fleet.image")
     parser.add_argument("action", choices=["ensure", "tag"])
+    parser.add_argument("--suite", help="another Debian release of the recipe (other_suites)")
     args = parser.parse_args(argv)
-    if args.action == "tag":
-        print(Recipe.load().tag)
-        return 0
     try:
-        ensure()
+        if args.action == "tag":
+            print(Recipe.load(suite=args.suite).tag)
+            return 0
+        ensure(suite=args.suite)
     except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
         print(f"drone image: {exc}", file=sys.stderr)
         return 1

@@ -118,6 +118,8 @@ class Drone:
     addresses: dict[str, ipaddress.IPv4Address]
     memory: str | None = None
     cpus: float | None = None
+    # another Debian release of the drone image (the recipe's other_suites)
+    suite: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ class FleetSpec:
                     addresses=addresses,
                     memory=raw.get("memory"),
                     cpus=raw.get("cpus"),
+                    suite=raw.get("suite"),
                 )
             )
         return cls(
@@ -217,7 +220,14 @@ def spec_from_platforms(fleet: str, platforms: list[dict[str, Any]]) -> FleetSpe
                     f"given for link {name} elsewhere; one link, one subnet"
                 )
             addresses[name] = address
-        drones.append({"name": p["name"], "links": addresses, "memory": p.get("memory")})
+        drones.append(
+            {
+                "name": p["name"],
+                "links": addresses,
+                "memory": p.get("memory"),
+                "suite": p.get("suite"),
+            }
+        )
     return FleetSpec.from_dict(
         {
             "fleet": fleet,
@@ -496,9 +506,16 @@ touch "$marker"
             raise FleetError(f"{container.name}: first-boot user setup failed: {out.decode()}")
 
     def up(self, image: str, public_key: str | None = None) -> list[dict[str, Any]]:
+        """Create or reuse every link and drone; ``image`` serves drones of no other suite."""
+        from cloudrone.fleet import image as image_mod
+
         for link in self.spec.links:
             self.ensure_link(link)
-        containers = [self.ensure_drone(d, image) for d in self.spec.drones]
+        suites = {d.suite for d in self.spec.drones if d.suite}
+        images = {s: image_mod.ensure(log=self.log, suite=s) for s in sorted(suites)}
+        containers = [
+            self.ensure_drone(d, images.get(d.suite or "", image)) for d in self.spec.drones
+        ]
         for container in containers:
             self.wait_ready(container)
             if public_key:

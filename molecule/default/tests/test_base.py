@@ -7,13 +7,27 @@ import time
 
 import pytest
 
-DRONE = "drone-m1"
-MGMT_ADDRESS = "10.251.0.11"  # molecule.yml: platforms[0].links mgmt
+# molecule.yml: each platform's address on each link
+ADDRESSES = {
+    "drone-m1": {"mgmt": "10.251.0.11", "mesh": "10.251.1.11", "ground": "10.251.2.11"},
+    "drone-m2": {"mgmt": "10.251.0.12", "mesh": "10.251.1.12", "ground": "10.251.2.12"},
+}
+RELEASES = {"drone-m1": "12", "drone-m2": "13"}
 
 
-def test_hostname(host):
-    assert host.check_output("hostname") == DRONE
-    assert DRONE in host.file("/etc/hosts").content_string
+@pytest.fixture
+def drone(host) -> str:
+    return host.backend.get_hostname()
+
+
+def test_each_release_the_roles_claim_is_here(host, drone):
+    assert host.system_info.distribution == "debian"
+    assert host.system_info.release.split(".")[0] == RELEASES[drone]
+
+
+def test_hostname(host, drone):
+    assert host.check_output("hostname") == drone
+    assert drone in host.file("/etc/hosts").content_string
 
 
 @pytest.mark.parametrize(
@@ -53,6 +67,19 @@ def test_chrony_serves_but_never_sets_the_shared_clock(host):
     assert "allow 10.251.1.0/24" in conf
     # chronyd answers its control socket
     assert "Reference ID" in host.check_output("chronyc -n tracking")
+
+
+def test_chrony_has_its_leap_second_table(host):
+    # Debian 13 has no right/ zones: chrony would ignore the table and say so
+    # only in its log; 4.5 and newer read tzdata's leap-seconds.list instead
+    log = host.check_output("journalctl -u chrony -b --no-pager -o cat")
+    assert "failed leap second check" not in log
+    conf = host.file("/etc/chrony/chrony.conf").content_string
+    version = host.package("chrony").version
+    if host.system_info.release.split(".")[0] == "12":
+        assert "leapsectz right/UTC" in conf, version
+    else:
+        assert "leapseclist /usr/share/zoneinfo/leap-seconds.list" in conf, version
 
 
 def test_ipv4_forwarding_on_and_persistent(host):
@@ -112,24 +139,24 @@ def test_drone_package_importable_in_its_venv(host):
     assert "index-url" not in host.check_output("/opt/cloudrone/venv/bin/pip config list || true")
 
 
-def _ssh(*options: str) -> subprocess.CompletedProcess:
+def _ssh(drone: str, *options: str) -> subprocess.CompletedProcess:
     key = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "drone_key")
     return subprocess.run(
         ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
          "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", *options,
-         f"cloudrone@{MGMT_ADDRESS}", "sudo -n hostname"],
+         f"cloudrone@{ADDRESSES[drone]['mgmt']}", "sudo -n hostname"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
 
 
-def test_operator_gets_in_with_the_key_after_hardening():
-    result = _ssh()
+def test_operator_gets_in_with_the_key_after_hardening(drone):
+    result = _ssh(drone)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == DRONE
+    assert result.stdout.strip() == drone
 
 
-def test_passwords_are_refused():
-    result = _ssh("-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password")
+def test_passwords_are_refused(drone):
+    result = _ssh(drone, "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password")
     assert result.returncode == 255
     assert "Permission denied (publickey)" in result.stderr
 
@@ -174,14 +201,13 @@ asyncio.run(main())
 TCP_PORTS = [*range(1, 1025), 2375, 2376, 2377, 7946, 8080, 9090]
 MANAGEMENT_TCP = {2375, 2376, 2377, 7946}
 UDP_PORTS = [4789, 7946, 9999]
-LINKS = {"mgmt": ("10.251.0.11", "10.251.0.50"), "mesh": ("10.251.1.11", "10.251.1.50"),
-         "ground": ("10.251.2.11", "10.251.2.50")}  # fmt: skip
+SCANNER = {"mgmt": "10.251.0.50", "mesh": "10.251.1.50", "ground": "10.251.2.50"}
 
 
-def _scan(link: str) -> dict:
-    target, scanner_ip = LINKS[link]
+def _scan(drone: str, link: str) -> dict:
+    target, scanner_ip = ADDRESSES[drone][link], SCANNER[link]
     image = subprocess.run(
-        ["docker", "inspect", "-f", "{{.Config.Image}}", f"cloudrone-molecule-default-{DRONE}"],
+        ["docker", "inspect", "-f", "{{.Config.Image}}", f"cloudrone-molecule-default-{drone}"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     result = subprocess.run(
@@ -210,8 +236,8 @@ def listener(host):
 
 
 @pytest.mark.parametrize("link", ["mgmt", "mesh"])
-def test_management_and_mesh_reach_ssh_and_the_cluster_ports_only(listener, link):
-    scan = _scan(link)
+def test_management_and_mesh_reach_ssh_and_the_cluster_ports_only(listener, drone, link):
+    scan = _scan(drone, link)
     tcp = scan["tcp"]
     assert {p for p, s in tcp.items() if s == "open"} == {22}
     # the cluster's ports get through (nothing listens yet: the kernel refuses)
@@ -221,8 +247,8 @@ def test_management_and_mesh_reach_ssh_and_the_cluster_ports_only(listener, link
     assert scan["udp"] == {4789: "closed", 7946: "closed", 9999: "filtered"}
 
 
-def test_the_ground_side_reaches_nothing(listener):
-    scan = _scan("ground")
+def test_the_ground_side_reaches_nothing(listener, drone):
+    scan = _scan(drone, "ground")
     assert set(scan["tcp"].values()) == {"filtered"}
     assert set(scan["udp"].values()) == {"filtered"}
 
