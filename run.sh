@@ -25,7 +25,7 @@ case "$cmd" in
     "$VENV/bin/cloudrone_cli" mission up "$@"
     ;;
   test)
-    scripts/setup.sh
+    CLOUDRONE_SETUP_ALL_SUITES=1 scripts/setup.sh
     echo "==> pytest (lint, unit, integration, molecule)"
     "$VENV/bin/python" -m pytest "$@"
     ;;

@@ -153,8 +153,15 @@ fi
 
 # --- 5. Drone base image ----------------------------------------------------
 if [ "${CLOUDRONE_SETUP_SKIP_IMAGE:-0}" != 1 ]; then
-  say "Simulated drone image (Debian 12, systemd, python3, sshd; built with debootstrap)"
-  "$VENV/bin/python" -m cloudrone.fleet.image ensure ||
+  # The tests also run drones of the other releases the roles claim (Debian 13).
+  which=()
+  if [ "${CLOUDRONE_SETUP_ALL_SUITES:-0}" = 1 ]; then
+    which=(--all-suites)
+    say "Simulated drone images (Debian 12 and 13, systemd, python3, sshd; built with debootstrap)"
+  else
+    say "Simulated drone image (Debian 12, systemd, python3, sshd; built with debootstrap)"
+  fi
+  "$VENV/bin/python" -m cloudrone.fleet.image ensure "${which[@]}" ||
     die "building the drone image failed" "read the error above; the recipe is images/drone/"
 fi
 

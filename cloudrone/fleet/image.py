@@ -27,6 +27,11 @@ IMAGE_REPO = "cloudrone/drone"
 CACHE_PORT = 3142
 
 
+def all_suites(data: dict) -> list[str]:
+    """The recipe's release first, then the others it also builds."""
+    return [str(data["suite"]), *(str(s) for s in data.get("other_suites") or [])]
+
+
 @dataclass(frozen=True)
 class Recipe:
     folder: Path
@@ -44,7 +49,7 @@ class Recipe:
         missing = {"suite", "mirror", "variant", "include"} - set(data or {})
         if missing:
             raise ValueError(f"{path}: missing {', '.join(sorted(missing))}")
-        suites = [str(data["suite"]), *(str(s) for s in data.get("other_suites") or [])]
+        suites = all_suites(data)
         if suite is not None and suite not in suites:
             raise ValueError(f"{path}: suite {suite!r} is not one of {', '.join(suites)}")
         return cls(
@@ -169,13 +174,20 @@ def ensure(recipe: Recipe | None = None, log=print, suite: str | None = None) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloudrone.fleet.image")
     parser.add_argument("action", choices=["ensure", "tag"])
-    parser.add_argument("--suite", help="another Debian release of the recipe (other_suites)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--suite", help="another Debian release of the recipe (other_suites)")
+    which.add_argument("--all-suites", action="store_true", help="every release of the recipe")
     args = parser.parse_args(argv)
     try:
         if args.action == "tag":
             print(Recipe.load(suite=args.suite).tag)
             return 0
-        ensure(suite=args.suite)
+        if args.all_suites:
+            folder = project_root() / "images" / "drone"
+            for suite in all_suites(yaml.safe_load((folder / "recipe.yml").read_text())):
+                ensure(suite=suite)
+        else:
+            ensure(suite=args.suite)
     except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
         print(f"drone image: {exc}", file=sys.stderr)
         return 1
