@@ -30,7 +30,8 @@ case "$cmd" in
     "$VENV/bin/python" -m pytest "$@"
     ;;
   lint)
-    CLOUDRONE_SETUP_SKIP_IMAGE=1 scripts/setup.sh
+    # no engine, no root: the virtualenv is all lint needs
+    CLOUDRONE_SETUP_ONLY_VENV=1 scripts/setup.sh
     "$VENV/bin/python" -m pytest tests/unit/test_lint.py "$@"
     ;;
   down)

@@ -6,7 +6,9 @@ A thin layer: every command calls functions that scripts and tests call too
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +31,8 @@ app = typer.Typer(
     help="Cloudrone: micro clouds in the sky. Turn a mission bundle into a running fleet.",
     no_args_is_help=True,
     add_completion=False,
+    # errors are messages, never tracebacks (main() below says what to do)
+    pretty_exceptions_enable=False,
 )
 mission_app = typer.Typer(help="Bring a mission's fleet up, look at it, take it down.")
 app.add_typer(mission_app, name="mission")
@@ -69,10 +73,21 @@ def _ensure_key(path: Path) -> None:
     if path.exists():
         return
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cloudrone-sim", "-f", str(path)],
-        check=True,
-    )
+    try:
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cloudrone-sim", "-f", str(path)],
+            check=True,
+        )
+    except FileNotFoundError:
+        raise sim.FleetError(
+            "ssh-keygen not found; install the SSH client (apt-get install openssh-client, "
+            "or run scripts/setup.sh)"
+        ) from None
+    except subprocess.CalledProcessError as exc:
+        raise sim.FleetError(
+            f"ssh-keygen could not write {path} (exit {exc.returncode}); "
+            "point ssh_key in mission.yml at a folder you can write"
+        ) from None
     console.print(f"    made the simulated fleet's SSH key {path}")
 
 
@@ -124,6 +139,13 @@ def up(
             fleet.up(image, mission.ssh_key.with_suffix(".pub").read_text())
         except sim.FleetError as exc:
             err.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
+        except (RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
+            err.print(
+                f"[red]building the simulated drone's image failed: {escape(str(exc))}; "
+                "read the output above, check that the package cache answers "
+                "(scripts/setup.sh starts it), and see images/drone/ for the recipe[/]"
+            )
             raise typer.Exit(1) from None
     elif not mission.ssh_key.exists():
         err.print(
@@ -245,4 +267,18 @@ def down_(bundle: BundleArg = None) -> None:
 
 
 def main() -> None:
-    app()
+    """The command line: every failure ends in a message, never in a traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing more was started")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("CLOUDRONE_DEBUG"):
+            raise
+        err.print(
+            f"[red]cloudrone_cli stopped on an error it does not know: "
+            f"{type(exc).__name__}: {escape(str(exc))}[/]\n"
+            "Run again with CLOUDRONE_DEBUG=1 to see where, and report it with that output."
+        )
+        sys.exit(1)

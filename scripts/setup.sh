@@ -4,6 +4,8 @@
 #
 #   scripts/setup.sh            # engine, package cache, virtualenv, drone image
 #   CLOUDRONE_SETUP_SKIP_IMAGE=1 scripts/setup.sh   # everything but the image
+#   CLOUDRONE_SETUP_ONLY_VENV=1 scripts/setup.sh    # the virtualenv alone (lint:
+#                                                   # no engine, no root needed)
 #
 # Works as root on Debian or Ubuntu, with or without systemd as PID 1.
 set -euo pipefail
@@ -45,7 +47,10 @@ apt_install() {
     >/dev/null || die "apt-get install $* failed" "run: apt-get install $*  (and read its error)"
 }
 
+ONLY_VENV=${CLOUDRONE_SETUP_ONLY_VENV:-0}
+
 # --- 1. Host packages ------------------------------------------------------
+if [ "$ONLY_VENV" != 1 ]; then
 say "Host packages (debootstrap, apt-cacher-ng, ssh client, iproute2, tshark, busybox)"
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -128,6 +133,8 @@ else
   ok "started, backed by deb.debian.org"
 fi
 
+fi  # ONLY_VENV
+
 # --- 4. Controller virtual environment --------------------------------------
 say "Controller virtual environment ($VENV)"
 lock_sum=$(sha256sum "$LOCK" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
@@ -152,7 +159,7 @@ else
 fi
 
 # --- 5. Drone base image ----------------------------------------------------
-if [ "${CLOUDRONE_SETUP_SKIP_IMAGE:-0}" != 1 ]; then
+if [ "${CLOUDRONE_SETUP_SKIP_IMAGE:-0}" != 1 ] && [ "$ONLY_VENV" != 1 ]; then
   # The tests also run drones of the other releases the roles claim (Debian 13).
   which=()
   if [ "${CLOUDRONE_SETUP_ALL_SUITES:-0}" = 1 ]; then

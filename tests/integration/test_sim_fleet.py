@@ -180,7 +180,7 @@ def test_down_removes_containers_volumes_and_links(drone_image):
 
 def test_a_spent_real_time_pool_starts_the_drone_without_one(drone_image, monkeypatch):
     if not sim.rt_budget_available():
-        pytest.skip("this kernel has no RT group scheduling: drones never get a budget")
+        pytest.skip("not applicable: no RT group scheduling in this kernel, so no budget to spend")
     # more than the engine's whole pool (--cpu-rt-runtime=950000): the engine refuses
     monkeypatch.setattr(sim, "RT_RUNTIME_US", 960_000)
     spec = sim.FleetSpec.from_dict(
