@@ -1,22 +1,34 @@
 """The drone wheelhouse: everything a drone installs with pip, built on the controller.
 
-Drones have no Internet. The controller builds the ``cloudrone`` wheel from
-this checkout and downloads binary wheels of its runtime dependencies, pinned
-by ``requirements/controller.lock``, once per drone target (Python version and
-machine, e.g. ``cp311-x86_64`` or ``cp311-aarch64``). The base role copies a
-target's folder to the drone and installs from it with ``--no-index``.
+Drones have no Internet. The controller builds the drone's own wheel
+(``cloudrone-drone``, from ``drone/pyproject.toml``: the routing daemon, the
+flight bridge and what they share, nothing of the controller) and downloads
+binary wheels of exactly the versions pinned in ``requirements/drone.lock``,
+once per drone target (Python version and machine, e.g. ``cp311-x86_64``,
+``cp313-aarch64``). A target's bundle is one tar of those wheels and the
+pins themselves (``requirements.txt``); the base role installs it with
+``--no-index``.
 
 Building is idempotent: an unchanged tree reports ``changed: false`` (hatchling
 builds reproducible wheels), and a target already downloaded for the same pins
 is not downloaded again, so the controller can work offline once it has them.
+A changed pin replaces the target's wheels as a whole: no wheel of an older
+pin is left to travel.
 
     python -m cloudrone.wheelhouse --dest build/wheelhouse --target cp311-x86_64 --json
+    python -m cloudrone.wheelhouse lock     # rewrite requirements/drone.lock
+
+32-bit Pis (armv7l, the Raspberry Pi 2): PyPI has no armv7l wheels for some
+dependencies (pymavlink, lxml, fastcrc); piwheels builds them for Raspberry
+Pi OS. Set ``PIP_EXTRA_INDEX_URL=https://www.piwheels.org/simple`` for the
+controller's download of that target.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import platform
 import re
@@ -29,11 +41,19 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from cloudrone.paths import project_root
 
 TARGET_RE = re.compile(r"^cp(?P<major>\d)(?P<minor>\d{1,2})-(?P<machine>[a-z0-9_]+)$")
 # manylinux tags old enough for Debian 12 / Ubuntu 22.04 and newer (glibc >= 2.35).
+# "linux" is the plain platform tag of piwheels' armv7l builds.
 MANYLINUX = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "linux")
+DRONE_PROJECT = "drone"
+DRONE_LOCK = "requirements/drone.lock"
+CONTROLLER_LOCK = "requirements/controller.lock"
+PINS_NAME = "requirements.txt"
 
 
 class WheelhouseError(RuntimeError):
@@ -79,24 +99,62 @@ class Target:
         return flags
 
 
-def runtime_requirements(root: Path) -> list[str]:
-    """The drone's dependencies, pinned to the versions in the controller lock."""
-    meta = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+def drone_dependencies(root: Path) -> list[Requirement]:
+    """What the drone's own project asks for (drone/pyproject.toml)."""
+    meta = tomllib.loads((root / DRONE_PROJECT / "pyproject.toml").read_text())["project"]
+    return [Requirement(dep) for dep in meta["dependencies"]]
+
+
+def read_pins(path: Path) -> dict[str, str]:
+    """``name==version`` lines of a lock file, by canonical name."""
     pins: dict[str, str] = {}
-    for line in (root / "requirements" / "controller.lock").read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, version = line.split("==", 1)
-            pins[_norm(name)] = version.strip()
-    reqs = []
-    for dep in meta["dependencies"]:
-        name = re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0]
-        version = pins.get(_norm(name))
-        reqs.append(f"{name}=={version}" if version else dep)
-    return reqs
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        (spec,) = req.specifier
+        if spec.operator != "==":
+            raise WheelhouseError(f"{path}: {line!r} is not an exact pin (name==version)")
+        pins[canonicalize_name(req.name)] = spec.version
+    return pins
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+def runtime_requirements(root: Path) -> list[str]:
+    """The drone's pins, exactly as requirements/drone.lock has them (its deps' deps too)."""
+    lock = root / DRONE_LOCK
+    if not lock.is_file():
+        raise WheelhouseError(
+            f"{lock} is missing; write it with: python -m cloudrone.wheelhouse lock"
+        )
+    return [f"{name}=={version}" for name, version in read_pins(lock).items()]
+
+
+def resolve_lock(root: Path) -> str:
+    """The text of requirements/drone.lock: the drone's dependencies, resolved
+    under the controller's pins.
+
+    The controller tests and benchmarks the drone's code with its own lock, so
+    the drone flies exactly the versions the suite proved.
+    """
+    deps = [str(r) for r in drone_dependencies(root)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--only-binary=:all:", "--report", "-", "--constraint", str(root / CONTROLLER_LOCK),
+         *deps],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise WheelhouseError(f"resolving the drone's dependencies failed:\n{proc.stderr}")
+    report = json.loads(proc.stdout)
+    pins = sorted((i["metadata"]["name"], i["metadata"]["version"]) for i in report["install"])
+    lines = [f"{name}=={version}" for name, version in sorted(pins, key=lambda p: p[0].lower())]
+    return (
+        "# What a drone installs, exactly: drone/pyproject.toml's dependencies resolved\n"
+        "# under requirements/controller.lock. Rewrite: python -m cloudrone.wheelhouse lock\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -104,87 +162,77 @@ def _sha256(path: Path) -> str:
 
 
 def build_project_wheel(root: Path, dest: Path) -> tuple[Path, bool]:
-    """Build cloudrone's wheel into ``dest``; replace the old one only if it differs."""
+    """Build the drone's wheel into ``dest``; replace the old one only if it differs."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "--no-build-isolation",
-                "--quiet",
-                "--wheel-dir",
-                tmp,
-                str(root),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+             "--quiet", "--wheel-dir", tmp, str(root / DRONE_PROJECT)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
         if proc.returncode != 0:
-            raise WheelhouseError(f"building the cloudrone wheel failed:\n{proc.stderr}")
-        (built,) = Path(tmp).glob("cloudrone-*.whl")
+            raise WheelhouseError(f"building the drone's wheel failed:\n{proc.stderr}")
+        (built,) = Path(tmp).glob("cloudrone_drone-*.whl")
         target = dest / built.name
         if target.exists() and _sha256(target) == _sha256(built):
             return target, False
-        for old in dest.glob("cloudrone-*.whl"):
+        for old in dest.glob("cloudrone_drone-*.whl"):
             old.unlink()
         shutil.copy2(built, target)
         return target, True
 
 
 def download_dependencies(root: Path, dest: Path, target: Target) -> bool:
-    """Fill ``dest/<target>`` with wheels of the pinned runtime dependencies."""
+    """Make ``dest/<target>`` hold the wheels of exactly the drone's pins, and nothing else."""
     reqs = runtime_requirements(root)
     folder = dest / str(target)
     stamp = folder / ".requirements"
     wanted = "\n".join(reqs) + "\n"
     if stamp.is_file() and stamp.read_text() == wanted:
         return False
-    folder.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--only-binary=:all:",
-        "--dest",
-        str(folder),
-        "--constraint",
-        str(root / "requirements" / "controller.lock"),
-        *target.pip_flags(),
-        *reqs,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    dest.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{target}-", dir=dest))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+         "--no-deps", "--dest", str(fresh), *target.pip_flags(), *reqs],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     if proc.returncode != 0:
+        shutil.rmtree(fresh)
+        hint = (
+            " PyPI has no armv7l wheels for some of them: add piwheels for this download "
+            "(PIP_EXTRA_INDEX_URL=https://www.piwheels.org/simple)."
+            if target.machine.startswith("armv7")
+            else ""
+        )
         raise WheelhouseError(
             f"downloading wheels for {target} failed (the controller needs PyPI once per "
-            f"target; for 32-bit Pis add piwheels with PIP_EXTRA_INDEX_URL):\n{proc.stderr}"
+            f"target).{hint}\n{proc.stderr}"
         )
-    stamp.write_text(wanted)
+    (fresh / ".requirements").write_text(wanted)
+    # one swap: the old pins' wheels go with the old folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    fresh.rename(folder)
     return True
 
 
-def write_bundle(wheel: Path, deps: Path, bundle: Path) -> bool:
-    """One tar of the cloudrone wheel and a target's dependency wheels.
+def write_bundle(wheel: Path, deps: Path, bundle: Path, pins: str) -> bool:
+    """One tar of the drone's wheel, a target's dependency wheels, and the pins.
 
     Byte-for-byte reproducible (sorted names, fixed times and owners), so an
     unchanged wheelhouse gives an unchanged bundle and a drone copies nothing.
     """
-    files = [wheel, *sorted(deps.glob("*.whl"))]
     tmp = bundle.with_suffix(".tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        for f in files:
-            info = tarfile.TarInfo(f.name)
-            info.size = f.stat().st_size
+        members = [(f.name, f.read_bytes()) for f in [wheel, *sorted(deps.glob("*.whl"))]]
+        members.append((PINS_NAME, pins.encode()))
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
             info.mode = 0o644
             info.mtime = 0
-            with f.open("rb") as fh:
-                tar.addfile(info, fh)
+            tar.addfile(info, io.BytesIO(data))
     if bundle.exists() and _sha256(bundle) == _sha256(tmp):
         tmp.unlink()
         return False
@@ -199,7 +247,8 @@ def build(dest: Path, targets: list[Target], root: Path | None = None) -> dict:
     for target in targets:
         changed |= download_dependencies(root, dest, target)
         bundle = dest / f"cloudrone-bundle-{target}.tar"
-        changed |= write_bundle(wheel, dest / str(target), bundle)
+        pins = "\n".join(runtime_requirements(root)) + "\n"
+        changed |= write_bundle(wheel, dest / str(target), bundle, pins)
         bundles[str(target)] = {"path": str(bundle), "sha256": _sha256(bundle)}
     return {
         "changed": changed,
@@ -210,6 +259,16 @@ def build(dest: Path, targets: list[Target], root: Path | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lock"]:
+        root = project_root()
+        try:
+            (root / DRONE_LOCK).write_text(resolve_lock(root))
+        except WheelhouseError as exc:
+            print(f"wheelhouse: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {DRONE_LOCK}")
+        return 0
     parser = argparse.ArgumentParser(prog="python -m cloudrone.wheelhouse")
     parser.add_argument("--dest", type=Path, required=True)
     parser.add_argument("--target", action="append", default=[], help="cpXY-MACHINE")

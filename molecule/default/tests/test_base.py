@@ -139,6 +139,30 @@ def test_drone_package_importable_in_its_venv(host):
     assert "index-url" not in host.check_output("/opt/cloudrone/venv/bin/pip config list || true")
 
 
+def test_the_drone_carries_drone_code_only_at_the_pinned_versions(host):
+    venv = "/opt/cloudrone/venv"
+    # the controller's half is not there: no CLI, no fleet, no Ansible runner
+    assert not host.file(f"{venv}/bin/cloudrone_cli").exists
+    assert host.file(f"{venv}/bin/cloudrone-olsrd").exists
+    assert host.file(f"{venv}/bin/cloudrone-flight-bridge").exists
+    missing = host.run(f"{venv}/bin/python -c 'import cloudrone.cli'")
+    assert missing.rc != 0 and "No module named 'cloudrone.cli'" in missing.stderr
+    # exactly requirements/drone.lock, and the drone's own package
+    installed = {
+        p["name"].lower().replace("_", "-"): p["version"]
+        for p in json.loads(host.check_output(f"{venv}/bin/pip list --format json"))
+    }
+    lock = os.path.join(os.path.dirname(__file__), "..", "..", "..", "requirements", "drone.lock")
+    with open(lock) as f:
+        pins = dict(
+            line.strip().lower().split("==") for line in f if line.strip() and line[0] != "#"
+        )
+    assert {k: v for k, v in installed.items() if k not in ("pip", "setuptools")} == {
+        **pins,
+        "cloudrone-drone": installed["cloudrone-drone"],
+    }
+
+
 def _ssh(drone: str, *options: str) -> subprocess.CompletedProcess:
     key = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "drone_key")
     return subprocess.run(
