@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,8 +32,12 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """The real Docker engine; the suite's setup (./run.sh test) starts one."""
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
-        pytest.fail("no Docker engine answers; ./run.sh setup starts one")
+    import docker
+
+    try:
+        docker.from_env().ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"no Docker engine answers ({exc}); ./run.sh setup starts one")
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+import docker.errors
 import yaml
 
 from cloudrone.paths import project_root
@@ -83,13 +85,23 @@ def cache_answers(host: str = "127.0.0.1", port: int = CACHE_PORT) -> bool:
         return False
 
 
+def _engine() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise RuntimeError(
+            f"no Docker engine answers ({exc}); run scripts/setup.sh, which starts one"
+        ) from exc
+    return client
+
+
 def image_exists(tag: str) -> bool:
-    return (
-        subprocess.run(
-            ["docker", "image", "inspect", tag], capture_output=True, check=False
-        ).returncode
-        == 0
-    )
+    try:
+        _engine().images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
 
 
 def mirror_via_cache(mirror: str) -> str:
@@ -100,7 +112,8 @@ def mirror_via_cache(mirror: str) -> str:
 
 
 def build(recipe: Recipe, log=print) -> str:
-    for tool in ("debootstrap", "chroot", "tar", "docker"):
+    engine = _engine()
+    for tool in ("debootstrap", "chroot", "tar"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} not found; run scripts/setup.sh (it installs it)")
     mirror = mirror_via_cache(recipe.mirror)
@@ -140,25 +153,22 @@ def build(recipe: Recipe, log=print) -> str:
         (rootfs / "customize.sh").unlink()
         log(f"    docker import as {recipe.tag}")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(
-            [
-                "docker",
-                "import",
-                "-c",
+        repository, tag = recipe.tag.split(":")
+        engine.api.import_image(
+            src=tar.stdout,
+            repository=repository,
+            tag=tag,
+            changes=[
                 'CMD ["/sbin/init"]',
-                "-c",
                 "ENV container=docker",
-                "-c",
                 f"LABEL io.cloudrone.recipe={recipe.digest}",
-                "-",
-                recipe.tag,
             ],
-            stdin=tar.stdout,
-            check=True,
-            stdout=subprocess.DEVNULL,
+            stream_src=True,
         )
         if tar.wait() != 0:
             raise RuntimeError("tar of the root file system failed")
+        if not image_exists(recipe.tag):
+            raise RuntimeError(f"the engine did not keep the imported image {recipe.tag}")
     return recipe.tag
 
 
