@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
-from cloudrone import yamlpos
+from cloudrone.problems import ConfigProblems, read_yaml
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -70,12 +69,8 @@ HINTS: dict[str, str] = {
 }
 
 
-class MissionError(ValueError):
+class MissionError(ConfigProblems):
     """The bundle is not usable; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -103,47 +98,20 @@ class Mission:
     drones: tuple[DronePlan, ...]
 
     @property
-    def state_dir(self) -> Path:
-        """Where the CLI keeps what it renders and runs for this bundle."""
-        return self.bundle / ".cloudrone"
-
-    @property
     def controller_address(self) -> ipaddress.IPv4Address:
         """On the simulated fleet, the controller's own address on the management link."""
         return self.management.broadcast_address - 1
 
 
-def _field(path: list[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "(top level)"
-
-
 def load(bundle: Path) -> Mission:
     """Read and validate ``bundle/mission.yml``; raise MissionError with every problem."""
-    path = bundle / "mission.yml"
-    shown = str(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise MissionError(
-            [f"{shown}: no such file; a mission bundle is a folder with a mission.yml "
-             "(see missions/demo)"]
-        ) from None  # fmt: skip
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}" if mark else shown
-        raise MissionError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-
-    problems: list[str] = []
-    root = yamlpos.compose(text)
-
-    def report(p: list[str | int], message: str) -> None:
-        line = yamlpos.line_of(root, p)
-        problems.append(f"{shown}:{line or 1} {_field(p)}: {message}")
+    data, problems = read_yaml(
+        bundle / "mission.yml",
+        kind="mission",
+        error=MissionError,
+        missing_fix="a mission bundle is a folder with a mission.yml (see missions/demo)",
+    )
+    report = problems.add
 
     validator = jsonschema.Draft202012Validator(SCHEMA)
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
@@ -160,8 +128,7 @@ def load(bundle: Path) -> Mission:
             continue
         hint = HINTS.get(leaf, "")
         report(p, f"{err.message}" + (f"; {hint}" if hint else ""))
-    if problems:
-        raise MissionError(problems)
+    problems.raise_if_any(MissionError)
 
     nets: dict[str, ipaddress.IPv4Network] = {}
     for key in ("management", "mesh"):
@@ -235,8 +202,7 @@ def load(bundle: Path) -> Mission:
                 model=raw.get("model", "pi2"),
             )
         )
-    if problems:
-        raise MissionError(problems)
+    problems.raise_if_any(MissionError)
 
     default_key = "~/.ssh/cloudrone_sim_ed25519" if target == "sim" else "~/.ssh/id_ed25519"
     return Mission(
