@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import docker
@@ -37,6 +38,7 @@ drones:
 # end up in anything a run writes down.
 ENV = {"COLUMNS": "200", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 SECRET = "vault-pass-5e1f0c2a9d"
+STARTED: dict[str, float] = {}
 
 
 def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -98,6 +100,7 @@ def bundle(tmp_path_factory, drone_image):
     key = folder / "key"
     (folder / "mission.yml").write_text(MISSION.format(key=key))
     sim.down("itest-cli", log=lambda _m: None)
+    STARTED["up"] = time.time()
     first = cli("mission", "up", str(folder))
     assert first.returncode == 0, first.stdout + first.stderr
     yield folder, key, first
@@ -186,9 +189,18 @@ def test_a_key_that_locks_the_operator_out_is_rolled_back(bundle, state_home, tm
 
 
 def test_packages_came_through_the_base_camp_cache(bundle):
-    # the drone has no Internet: chrony reached it through the controller's apt-cacher-ng
-    cached = list(Path("/var/cache/apt-cacher-ng").rglob("chrony_*.deb"))
-    assert cached, "apt-cacher-ng holds no chrony package"
+    # the drone has no Internet: its chrony came through the controller's
+    # apt-cacher-ng, whose log names each client (this run's drone, since it came up)
+    log = Path("/var/log/apt-cacher-ng/apt-cacher.log").read_text().splitlines()
+    served = [
+        line.split("|")
+        for line in log
+        if line.count("|") >= 4 and int(line.split("|")[0]) >= int(STARTED["up"])
+    ]
+    assert any(
+        kind == "O" and client == "10.252.0.21" and "/chrony_" in path and path.endswith(".deb")
+        for _, kind, _, client, path in (f[:5] for f in served)
+    ), "apt-cacher-ng served no chrony package to this run's drone"
 
 
 def test_status_shows_the_drone_answering(bundle):
