@@ -23,6 +23,7 @@ import docker
 import docker.errors
 import yaml
 
+from cloudrone.fleet.sim import engine_client
 from cloudrone.paths import project_root
 
 IMAGE_REPO = "cloudrone/drone"
@@ -85,20 +86,9 @@ def cache_answers(host: str = "127.0.0.1", port: int = CACHE_PORT) -> bool:
         return False
 
 
-def _engine() -> docker.DockerClient:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise RuntimeError(
-            f"no Docker engine answers ({exc}); run scripts/setup.sh, which starts one"
-        ) from exc
-    return client
-
-
 def image_exists(tag: str) -> bool:
     try:
-        _engine().images.get(tag)
+        engine_client().images.get(tag)
     except docker.errors.ImageNotFound:
         return False
     return True
@@ -112,7 +102,7 @@ def mirror_via_cache(mirror: str) -> str:
 
 
 def build(recipe: Recipe, log=print) -> str:
-    engine = _engine()
+    engine = engine_client()
     for tool in ("debootstrap", "chroot", "tar"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} not found; run scripts/setup.sh (it installs it)")

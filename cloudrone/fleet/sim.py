@@ -238,7 +238,7 @@ def spec_from_platforms(fleet: str, platforms: list[dict[str, Any]]) -> FleetSpe
     )
 
 
-def _client() -> docker.DockerClient:
+def engine_client() -> docker.DockerClient:
     try:
         client = docker.from_env()
         client.ping()
@@ -252,7 +252,7 @@ def _client() -> docker.DockerClient:
 @functools.cache
 def privileged_works(image: str) -> bool:
     """Whether this host lets a container run --privileged (some hosts refuse)."""
-    client = _client()
+    client = engine_client()
     name = f"cloudrone-probe-{os.getpid()}"
     try:
         client.containers.run(image, "true", privileged=True, name=name)
@@ -318,7 +318,7 @@ class SimFleet:
     def __init__(self, spec: FleetSpec, log: Callable[[str], None] = print) -> None:
         self.spec = spec
         self.log = log
-        self.client = _client()
+        self.client = engine_client()
 
     # -- links -------------------------------------------------------------
     def ensure_link(self, link: Link) -> None:
@@ -539,7 +539,7 @@ touch "$marker"
 
 def down(fleet: str, log: Callable[[str], None] = print) -> int:
     """Remove every container, volume and network of a fleet. Returns how many."""
-    client = _client()
+    client = engine_client()
     removed = 0
     selector = {"label": f"{LABEL_FLEET}={fleet}"}
     for c in client.containers.list(all=True, filters=selector):
