@@ -51,13 +51,14 @@ ONLY_VENV=${CLOUDRONE_SETUP_ONLY_VENV:-0}
 
 # --- 1. Host packages ------------------------------------------------------
 if [ "$ONLY_VENV" != 1 ]; then
-say "Host packages (debootstrap, apt-cacher-ng, ssh client, iproute2, tshark, busybox)"
+say "Host packages (debootstrap, apt-cacher-ng, ssh client, iproute2, nftables, tshark, busybox)"
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v apt-cacher-ng >/dev/null || [ -x /usr/sbin/apt-cacher-ng ] || need+=(apt-cacher-ng)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
+command -v nft >/dev/null || need+=(nftables)  # radio range of the simulated fleet
 command -v tshark >/dev/null || need+=(tshark)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v python3 >/dev/null || need+=(python3 python3-venv)

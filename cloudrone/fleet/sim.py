@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import ipaddress
 import json
 import os
 import shlex
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -123,12 +126,31 @@ class Drone:
 
 
 @dataclass(frozen=True)
+class Radio:
+    """Who hears whom on the shared mesh segment, as on one IBSS channel.
+
+    Every drone keeps one mesh interface and one mesh address; a pair that is
+    not in ``in_range`` does not hear each other at all, and a pair in range
+    may lose a share of its frames (``loss``, percent, each way).
+    """
+
+    link: str
+    in_range: dict[frozenset[str], int]
+
+    def loss(self, a: str, b: str) -> int | None:
+        """Percent of frames lost between a and b; None when out of range."""
+        return self.in_range.get(frozenset((a, b)))
+
+
+@dataclass(frozen=True)
 class FleetSpec:
     fleet: str
     links: tuple[Link, ...]
     drones: tuple[Drone, ...]
     admin_user: str = "cloudrone"
     image: str | None = None
+    # None: every drone hears every other on every link (a wired lab)
+    radio: Radio | None = None
 
     def network_name(self, link: str) -> str:
         return f"cloudrone-{self.fleet}-{link}"
@@ -194,7 +216,69 @@ class FleetSpec:
             drones=tuple(drones),
             admin_user=str(data.get("admin_user", "cloudrone")),
             image=data.get("image"),
+            radio=_radio(data.get("radio"), by_name, {d.name for d in drones}, fail),
         )
+
+
+def _radio(
+    raw: Any, links: dict[str, Link], drones: set[str], fail: Callable[[str, str], FleetError]
+) -> Radio | None:
+    """``{link: mesh, range: [{between: [a, b], loss: 40}, ...]}`` -> Radio."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("link") not in links:
+        raise fail("radio.link", f"name the mesh link, one of: {', '.join(links)}")
+    in_range: dict[frozenset[str], int] = {}
+    for i, pair in enumerate(raw.get("range") or []):
+        between = pair.get("between") if isinstance(pair, dict) else None
+        if not isinstance(between, list) or len(set(between)) != 2:
+            raise fail(f"radio.range[{i}].between", "name two different drones, e.g. [a, b]")
+        unknown = [d for d in between if d not in drones]
+        if unknown:
+            raise fail(f"radio.range[{i}].between", f"no drone named {', '.join(unknown)}")
+        loss = pair.get("loss", 0)
+        if not isinstance(loss, int) or isinstance(loss, bool) or not 0 <= loss < 100:
+            raise fail(f"radio.range[{i}].loss", f"{loss!r}: give a whole percent, 0 to 99")
+        in_range[frozenset(between)] = loss
+    return Radio(link=str(raw["link"]), in_range=in_range)
+
+
+def radio_ruleset(spec: FleetSpec, ports: dict[str, str], radio: Radio) -> str:
+    """The nft script that makes the mesh segment's bridge a radio channel.
+
+    ``ports`` maps each drone to its host-side interface on the mesh link's
+    bridge. Frames between two drones out of range are dropped; between two
+    in range, ``loss`` percent of them at random. The controller's own
+    traffic on the bridge (input and output, not forward) is left alone.
+    """
+    table = f"cloudrone_radio_{spec.fleet.replace('-', '_')}"
+    rules = []
+    names = sorted(ports)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            loss = radio.loss(a, b)
+            if loss == 0:
+                continue
+            for src, dst in ((a, b), (b, a)):
+                match = f'iifname "{ports[src]}" oifname "{ports[dst]}"'
+                if loss is None:
+                    rules.append(f'\t\t{match} drop comment "{src} -/- {dst}"')
+                else:
+                    rules.append(
+                        f"\t\t{match} numgen random mod 100 < {loss} drop "
+                        f'comment "{src} -> {dst} {loss}% lost"'
+                    )
+    body = "\n".join(rules)
+    return (
+        f"table bridge {table}\n"
+        f"delete table bridge {table}\n"
+        f"table bridge {table} {{\n"
+        f"\tchain forward {{\n"
+        f"\t\ttype filter hook forward priority filter; policy accept;\n"
+        f"{body}\n"
+        f"\t}}\n"
+        f"}}\n"
+    )
 
 
 def spec_from_platforms(fleet: str, platforms: list[dict[str, Any]]) -> FleetSpec:
@@ -204,6 +288,14 @@ def spec_from_platforms(fleet: str, platforms: list[dict[str, Any]]) -> FleetSpe
     """
     links: dict[str, str] = {}
     drones = []
+    pairs: dict[frozenset[str], int] = {}
+    for p in platforms:
+        # hears: [other, ...] or {other: loss percent}; symmetric, like a radio
+        hears = p.get("hears")
+        if hears is not None:
+            items = hears.items() if isinstance(hears, dict) else ((h, 0) for h in hears)
+            for other, loss in items:
+                pairs[frozenset((p["name"], other))] = loss
     for i, p in enumerate(platforms):
         addresses = {}
         for j, link in enumerate(p.get("links") or []):
@@ -228,11 +320,18 @@ def spec_from_platforms(fleet: str, platforms: list[dict[str, Any]]) -> FleetSpe
                 "suite": p.get("suite"),
             }
         )
+    radio = None
+    if any("hears" in p for p in platforms):
+        radio = {
+            "link": "mesh",
+            "range": [{"between": sorted(k), "loss": v} for k, v in pairs.items()],
+        }
     return FleetSpec.from_dict(
         {
             "fleet": fleet,
             "links": [{"name": n, "subnet": s} for n, s in links.items()],
             "drones": drones,
+            "radio": radio,
         },
         source="molecule.yml",
     )
@@ -520,7 +619,59 @@ touch "$marker"
             self.wait_ready(container)
             if public_key:
                 self.bootstrap_user(container, self.spec.admin_user, public_key)
+        self.apply_radio()
         return self.describe()
+
+    # -- radio range ---------------------------------------------------------
+    def mesh_port(self, drone: str) -> str:
+        """The host-side interface of a drone's mesh interface (its veth peer)."""
+        assert self.spec.radio is not None
+        spec_drone = next(d for d in self.spec.drones if d.name == drone)
+        address = str(spec_drone.addresses[self.spec.radio.link])
+        container = self.client.containers.get(self.spec.container_name(drone))
+        rc, out = container.exec_run(
+            ["sh", "-c", f"ip -o -4 addr show | awk '$4 ~ /^{address}\\//{{print $2}}'"]
+        )
+        inner = out.decode().strip()
+        rc2, peer = container.exec_run(["cat", f"/sys/class/net/{inner}/iflink"])
+        if rc or rc2 or not inner:
+            raise FleetError(f"drone {drone}: no interface holds its mesh address {address}")
+        return socket.if_indextoname(int(peer.decode().strip()))
+
+    def apply_radio(self, radio: Radio | None = None) -> None:
+        """Make the mesh segment hear as ``radio`` says (the spec's by default), now.
+
+        The whole table is replaced in one transaction; call it again after a
+        drone's container restarted (its host-side interface is new).
+        """
+        radio = radio or self.spec.radio
+        if radio is None:
+            return
+        ports = {d.name: self.mesh_port(d.name) for d in self.spec.drones}
+        script = radio_ruleset(self.spec, ports, radio)
+        try:
+            subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True,
+                           capture_output=True)  # fmt: skip
+        except FileNotFoundError:
+            raise FleetError(
+                "nft not found: radio range needs nftables on this machine "
+                "(apt-get install nftables, or run scripts/setup.sh)"
+            ) from None
+        except subprocess.CalledProcessError as exc:
+            raise FleetError(f"nft refused the radio rules: {exc.stderr.strip()}") from None
+
+    def set_range(self, a: str, b: str, loss: int | None) -> Radio:
+        """Put a and b in range (with ``loss`` percent lost) or, with None, out of it."""
+        assert self.spec.radio is not None, "this fleet has no radio section"
+        pairs = dict(self.spec.radio.in_range)
+        if loss is None:
+            pairs.pop(frozenset((a, b)), None)
+        else:
+            pairs[frozenset((a, b))] = loss
+        radio = Radio(link=self.spec.radio.link, in_range=pairs)
+        self.spec = dataclasses.replace(self.spec, radio=radio)
+        self.apply_radio(radio)
+        return radio
 
     def describe(self) -> list[dict[str, Any]]:
         out = []
@@ -554,6 +705,11 @@ def down(fleet: str, log: Callable[[str], None] = print) -> int:
         n.remove()
         log(f"    removed network {n.name}")
         removed += 1
+    table = f"cloudrone_radio_{fleet.replace('-', '_')}"
+    with contextlib.suppress(FileNotFoundError):
+        if subprocess.run(["nft", "delete", "table", "bridge", table],
+                          capture_output=True, check=False).returncode == 0:  # fmt: skip
+            log(f"    removed radio range {table}")
     return removed
 
 

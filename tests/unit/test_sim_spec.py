@@ -9,6 +9,7 @@ from cloudrone.fleet.sim import (
     FleetError,
     FleetSpec,
     container_kwargs,
+    radio_ruleset,
     spec_digest,
     spec_from_platforms,
 )
@@ -121,3 +122,29 @@ def test_molecule_platforms_must_agree_on_a_link_subnet():
                 },
             ],
         )
+
+
+def _mesh(name: str, i: int, **extra) -> dict:
+    return {"name": name, "links": [{"name": "mesh", "subnet": "10.9.1.0/24",
+                                     "address": f"10.9.1.{i}"}], **extra}  # fmt: skip
+
+
+def test_radio_range_from_molecule_platforms_is_symmetric():
+    platforms = [_mesh("a", 1, hears=["b"]), _mesh("b", 2, hears={"c": 40}), _mesh("c", 3)]
+    radio = spec_from_platforms("r", platforms).radio
+    assert radio is not None and radio.link == "mesh"
+    assert radio.loss("b", "a") == 0
+    assert radio.loss("c", "b") == 40
+    assert radio.loss("a", "c") is None
+
+
+def test_radio_rules_drop_out_of_range_pairs_both_ways_and_thin_lossy_ones():
+    spec = spec_from_platforms(
+        "my-fleet", [_mesh("a", 1, hears=["b"]), _mesh("b", 2, hears={"c": 25}), _mesh("c", 3)]
+    )
+    rules = radio_ruleset(spec, {"a": "vA", "b": "vB", "c": "vC"}, spec.radio)
+    assert rules.startswith("table bridge cloudrone_radio_my_fleet\ndelete table bridge")
+    assert 'iifname "vA" oifname "vC" drop' in rules and 'iifname "vC" oifname "vA" drop' in rules
+    assert 'iifname "vB" oifname "vC" numgen random mod 100 < 25 drop' in rules
+    assert 'iifname "vC" oifname "vB" numgen random mod 100 < 25 drop' in rules
+    assert '"vA" oifname "vB"' not in rules and '"vB" oifname "vA"' not in rules
