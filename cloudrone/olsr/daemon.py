@@ -1,32 +1,34 @@
 """cloudrone-olsrd: the OLSR routing daemon of a drone.
 
-One process, one thread, one selector: a UDP socket per mesh interface (port 698,
-bound to its device, broadcast), a netlink handle for routes, a small HTTP listener
-on localhost for the JSON status, and a heap of timers. Protocol decisions are taken
-by :class:`cloudrone.olsr.protocol.Node`; this module only moves bytes and routes.
+One process, one thread, one asyncio event loop: a UDP socket per mesh interface
+(port 698, bound to its device, broadcast, TTL 1) read by the loop, netlink handles
+for addresses and routes, the JSON status over HTTP on localhost, and the protocol's
+timers as the loop's own. Protocol decisions are taken by
+:class:`cloudrone.olsr.protocol.Node`; this module only moves bytes and routes.
+
+Kernel work (netlink) and reloads are awaited one at a time, in order, by the main
+coroutine (:meth:`Daemon.run`), so they never interleave; timers and sockets only
+queue it.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import asyncio
 import errno
-import heapq
-import itertools
 import json
 import logging
 import os
 import random
-import selectors
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyroute2 import IPRoute
+from pyroute2 import AsyncIPRoute
 
 from cloudrone import sdnotify
 from cloudrone.olsr import codec, status
@@ -38,7 +40,9 @@ from cloudrone.olsr.routing import Route
 log = logging.getLogger("cloudrone.olsr")
 
 MAX_PACKET = 1472  # a 1500-byte MTU minus IP and UDP headers
-HTTP_LIMIT = 4096
+HTTP_LIMIT = 4096  # a status request is read up to this size, then answered or dropped
+HTTP_TIMEOUT = 5.0  # a status client that takes longer is dropped
+Job = Callable[[], Awaitable[None]]
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,44 +76,28 @@ class Interface:
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.selector = selectors.DefaultSelector()
-        self.timers: list[tuple[float, int, str, Callable[[], None]]] = []
-        self._timer_ids = itertools.count()
-        self._cancelled: set[int] = set()
-        self._named: dict[str, int] = {}
+        self.loop = asyncio.get_running_loop()
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.work: asyncio.Queue[Job | None] = asyncio.Queue()  # None: stop
         self.ifaces: dict[str, Interface] = {}
-        self.running = False
         self.started = time.monotonic()
-        self.ipr = IPRoute()
+        self.ipr = AsyncIPRoute()
         self.routes_wanted: dict[tuple[str, int], Route] = {}
         self.route_table = RouteTable(
             config.route_table, config.route_protocol, config.route_metric
         )
-        self.http: socket.socket | None = None
-        self.http_conns: dict[socket.socket, float] = {}
+        self.http: asyncio.Server | None = None
         self.sent_bytes = 0
         self.sent_packets = 0
         self.recv_bytes = 0
         self.send_errors = 0
         self.reloads = 0
         self.reload_failures = 0
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._signals: list[int] = []
-        addresses = self._read_addresses()
-        main = config.main_address or self._first_address(addresses)
-        self.node = Node(
-            main,
-            {},
-            willingness=config.willingness,
-            timers=config.timers,
-            tc_redundancy=config.tc_redundancy,
-            hna=config.hna_networks,
-            clock=time.monotonic,
-        )
+        self.node: Node  # made by start(), once the interfaces' addresses are known
 
     # --- interfaces --------------------------------------------------------------------
 
-    def _read_addresses(self) -> dict[str, tuple[int, str, str] | None]:
+    async def _read_addresses(self) -> dict[str, tuple[int, str, str] | None]:
         """For each configured interface: (index, address, broadcast), or None if unusable."""
         out: dict[str, tuple[int, str, str] | None] = {}
         for name in self.config.interfaces:
@@ -119,7 +107,9 @@ class Daemon:
                 out[name] = None
                 continue
             found = None
-            for msg in self.ipr.get_addr(index=index, family=socket.AF_INET):
+            for msg in [
+                m async for m in await self.ipr.get_addr(index=index, family=socket.AF_INET)
+            ]:
                 addr = msg.get("IFA_ADDRESS") or msg.get("IFA_LOCAL")
                 if addr:
                     found = (index, addr, msg.get("IFA_BROADCAST") or "255.255.255.255")
@@ -151,9 +141,9 @@ class Daemon:
         sock.setblocking(False)
         return sock
 
-    def refresh_interfaces(self) -> None:
+    async def refresh_interfaces(self) -> None:
         """Follow interfaces that appear, disappear or change address."""
-        current = self._read_addresses()
+        current = await self._read_addresses()
         changed = False
         for name, entry in current.items():
             have = self.ifaces.get(name)
@@ -176,7 +166,7 @@ class Daemon:
                     continue
                 iface = Interface(name, entry[0], entry[1], entry[2], sock)
                 self.ifaces[name] = iface
-                self.selector.register(sock, selectors.EVENT_READ, ("udp", iface))
+                self.loop.add_reader(sock, self.on_udp, iface)
                 event(
                     logging.INFO,
                     "interface up",
@@ -194,27 +184,26 @@ class Daemon:
             self.schedule_routes()
 
     def _close_iface(self, iface: Interface) -> None:
-        self.selector.unregister(iface.sock)
+        self.loop.remove_reader(iface.sock)
         iface.sock.close()
         self.ifaces.pop(iface.name, None)
 
-    # --- timers ------------------------------------------------------------------------
+    # --- timers and kernel work --------------------------------------------------------
 
-    def at(self, when: float, name: str, callback: Callable[[], None]) -> None:
-        """Run ``callback`` at monotonic time ``when``; replaces a pending timer of ``name``."""
-        old = self._named.get(name)
-        if old is not None:
-            self._cancelled.add(old)
-        tid = next(self._timer_ids)
-        self._named[name] = tid
-        heapq.heappush(self.timers, (when, tid, name, callback))
+    def later(
+        self, name: str, delay: float, action: Callable[[], None], replace: bool = True
+    ) -> None:
+        """Run ``action`` in ``delay`` s as timer ``name``: replaces a pending one of that
+        name, or with ``replace=False`` leaves it be."""
+        if name in self.timers:
+            if not replace:
+                return
+            self.timers[name].cancel()
+        self.timers[name] = self.loop.call_later(delay, self._fire, name, action)
 
-    def pending(self, name: str) -> float | None:
-        tid = self._named.get(name)
-        for when, t, _n, _c in self.timers:
-            if t == tid:
-                return when
-        return None
+    def _fire(self, name: str, action: Callable[[], None]) -> None:
+        del self.timers[name]
+        action()
 
     def jitter(self) -> float:
         return random.uniform(0, self.config.max_jitter)
@@ -222,9 +211,13 @@ class Daemon:
     def every(self, name: str, interval: Callable[[], float], action: Callable[[], None]) -> None:
         def run() -> None:
             action()
-            self.at(time.monotonic() + max(interval() - self.jitter(), 0.01), name, run)
+            self.later(name, max(interval() - self.jitter(), 0.01), run)
 
-        self.at(time.monotonic() + self.jitter(), name, run)
+        self.later(name, self.jitter(), run)
+
+    def queue(self, job: Job) -> Callable[[], None]:
+        """An action for a timer: hand ``job`` (netlink) to the main coroutine."""
+        return lambda: self.work.put_nowait(job)
 
     # --- sending -----------------------------------------------------------------------
 
@@ -236,8 +229,7 @@ class Daemon:
     def queue_forward(self, messages: list[bytes]) -> None:
         for iface in self.ifaces.values():
             iface.queue.extend(messages)
-        if self.pending("flush") is None:
-            self.at(time.monotonic() + self.jitter(), "flush", self.flush_all)
+        self.later("flush", self.jitter(), self.flush_all, replace=False)
 
     def flush_all(self) -> None:
         for iface in list(self.ifaces.values()):
@@ -261,7 +253,7 @@ class Daemon:
                 self.send_errors += 1
                 iface.queue.clear()
                 if exc.errno in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN, errno.EADDRNOTAVAIL):
-                    self.at(time.monotonic() + 0.2, "ifcheck-now", self.refresh_interfaces)
+                    self.later("ifcheck-now", 0.2, self.queue(self.refresh_interfaces))
                 return
 
     def send_hello(self) -> None:
@@ -295,9 +287,7 @@ class Daemon:
         for _ in range(64):
             try:
                 data, (source, _port) = iface.sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # drained (BlockingIOError) or the interface went away
                 return
             self.recv_bytes += len(data)
             forward = self.node.receive(data, source, iface.name)
@@ -306,21 +296,20 @@ class Daemon:
             self.after_state_change()
 
     def after_state_change(self) -> None:
-        if self.node.tc_changed and self.pending("tc-change") is None:
+        if self.node.tc_changed and "tc-change" not in self.timers:
             # the neighbourhood changed: tell the mesh now rather than at the next
             # interval, with MID and HNA alongside so new neighbours learn them too
             self.node.tc_changed = False
-            self.at(time.monotonic() + self.jitter(), "tc-change", self.send_on_change)
+            self.later("tc-change", self.jitter(), self.send_on_change)
         if self.node.changed:
             self.schedule_routes()
 
     # --- routes ------------------------------------------------------------------------
 
     def schedule_routes(self) -> None:
-        if self.pending("routes") is None:
-            self.at(time.monotonic() + 0.05, "routes", self.update_routes)
+        self.later("routes", 0.05, self.queue(self.update_routes), replace=False)
 
-    def update_routes(self) -> None:
+    async def update_routes(self) -> None:
         self.routes_wanted = self.node.routes()
         by_addr = {i.address: i for i in self.ifaces.values()}
         desired: dict[tuple[str, int], KernelRoute] = {}
@@ -330,7 +319,7 @@ class Daemon:
                 continue
             gateway = None if (r.prefix == 32 and r.next_hop == r.dest) else r.next_hop
             desired[key] = KernelRoute(r.dest, r.prefix, gateway, iface.index)
-        added, removed = self.route_table.apply(desired)
+        added, removed = await self.route_table.apply(desired)
         if added or removed:
             event(
                 logging.INFO,
@@ -342,72 +331,45 @@ class Daemon:
             )
             self.notify_status()
 
-    def check_routes(self) -> None:
-        repaired = self.route_table.check()
+    async def check_routes(self) -> None:
+        repaired = await self.route_table.check()
         if repaired:
             event(logging.WARNING, "kernel routes repaired", "routes_repaired", count=repaired)
 
     def housekeeping(self) -> None:
         self.node.expire()
         self.after_state_change()
-        # a status client that never finishes its request is dropped after 5 s
-        stale = time.monotonic() - 5.0
-        for conn, opened in list(self.http_conns.items()):
-            if opened < stale:
-                self.selector.unregister(conn)
-                conn.close()
-                del self.http_conns[conn]
 
     # --- status ------------------------------------------------------------------------
 
-    def open_http(self) -> None:
-        if self.config.status_port == 0:
-            return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.status_address, self.config.status_port))
-        sock.listen(16)
-        sock.setblocking(False)
-        self.http = sock
-        self.selector.register(sock, selectors.EVENT_READ, ("http", None))
+    async def open_http(self) -> None:
+        if self.config.status_port:
+            self.http = await asyncio.start_server(
+                self.on_http, self.config.status_address, self.config.status_port, backlog=16
+            )
 
     def close_http(self) -> None:
         if self.http is not None:
-            self.selector.unregister(self.http)
             self.http.close()
             self.http = None
 
-    def on_http_accept(self) -> None:
-        assert self.http is not None
+    async def on_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request, one answer; a bounded request, read within HTTP_TIMEOUT."""
+        request = b""
         try:
-            conn, _addr = self.http.accept()
-        except OSError:
-            return
-        conn.setblocking(False)
-        self.selector.register(conn, selectors.EVENT_READ, ("conn", bytearray()))
-        self.http_conns[conn] = time.monotonic()
-
-    def on_http_data(self, conn: socket.socket, buf: bytearray) -> None:
-        try:
-            chunk = conn.recv(HTTP_LIMIT)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            chunk = b""
-        buf.extend(chunk)
-        if chunk and b"\r\n\r\n" not in buf and b"\n\n" not in buf and len(buf) < HTTP_LIMIT:
-            return
-        self.selector.unregister(conn)
-        self.http_conns.pop(conn, None)
-        try:
-            if buf:
-                conn.setblocking(True)
-                conn.settimeout(1.0)
-                conn.sendall(self.http_response(bytes(buf)))
-        except OSError:
+            async with asyncio.timeout(HTTP_TIMEOUT):
+                while b"\r\n\r\n" not in request and b"\n\n" not in request:
+                    chunk = await reader.read(HTTP_LIMIT)
+                    request += chunk
+                    if not chunk or len(request) >= HTTP_LIMIT:
+                        break
+                if request:
+                    writer.write(self.http_response(request))
+                    await writer.drain()
+        except OSError:  # TimeoutError too: a stuck or vanished client
             pass
         finally:
-            conn.close()
+            writer.close()
 
     def http_response(self, request: bytes) -> bytes:
         line = request.split(b"\n", 1)[0].decode("latin-1").strip()
@@ -474,21 +436,23 @@ class Daemon:
 
     # --- signals and reload ------------------------------------------------------------
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        self._signals.append(signum)
+    def on_stop_signal(self, signum: int) -> None:
+        event(logging.INFO, "stopping", "stop", signal=signal.Signals(signum).name)
+        self.work.put_nowait(None)
 
-    def on_wakeup(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_r.recv(512)
-        while self._signals:
-            signum = self._signals.pop(0)
-            if signum == signal.SIGHUP:
-                self.reload()
-            else:
-                event(logging.INFO, "stopping", "stop", signal=signal.Signals(signum).name)
-                self.running = False
+    def on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """A callback failed: stop (and let systemd restart us) rather than run half-dead."""
+        exc = context.get("exception")
+        if exc is None:
+            event(logging.WARNING, context["message"], "loop_warning")
+            return
 
-    def reload(self) -> None:
+        async def fail() -> None:
+            raise exc
+
+        self.work.put_nowait(fail)
+
+    async def reload(self) -> None:
         sdnotify.notify("RELOADING=1")
         try:
             new = load(self.config.source)
@@ -515,7 +479,7 @@ class Daemon:
             old.route_protocol,
             old.route_metric,
         ):
-            self.route_table.flush()
+            await self.route_table.flush()
             self.route_table.close()
             self.route_table = RouteTable(new.route_table, new.route_protocol, new.route_metric)
         self.config = new
@@ -527,8 +491,11 @@ class Daemon:
         logging.getLogger().setLevel(new.log_level.upper())
         if (new.status_address, new.status_port) != (old.status_address, old.status_port):
             self.close_http()
-            self.open_http()
-        self.refresh_interfaces()
+            try:
+                await self.open_http()
+            except OSError as exc:
+                event(logging.ERROR, "cannot open the status port", "status_error", error=str(exc))
+        await self.refresh_interfaces()
         self.start_timers()
         node.changed = True
         self.schedule_routes()
@@ -536,41 +503,51 @@ class Daemon:
         event(logging.INFO, "config reloaded", "reload", source=new.source)
         sdnotify.notify("READY=1")
 
-    # --- main loop ---------------------------------------------------------------------
+    # --- start, run, stop -------------------------------------------------------------
 
     def start_timers(self) -> None:
-        self.every("hello", lambda: self.node.timers.hello_interval, self.send_hello)
-        self.every("tc", lambda: self.node.timers.tc_interval, self.send_tc)
-        self.every("mid", lambda: self.node.timers.mid_interval, self.send_mid)
-        self.every("hna", lambda: self.node.timers.hna_interval, self.send_hna)
+        timers = self.node.timers
+        self.every("hello", lambda: timers.hello_interval, self.send_hello)
+        self.every("tc", lambda: timers.tc_interval, self.send_tc)
+        self.every("mid", lambda: timers.mid_interval, self.send_mid)
+        self.every("hna", lambda: timers.hna_interval, self.send_hna)
+        self.every("expire", lambda: min(timers.hello_interval / 2, 1.0), self.housekeeping)
         self.every(
-            "expire", lambda: min(self.node.timers.hello_interval / 2, 1.0), self.housekeeping
+            "ifcheck",
+            lambda: max(timers.hello_interval, 2.0),
+            self.queue(self.refresh_interfaces),
         )
         self.every(
-            "ifcheck", lambda: max(self.node.timers.hello_interval, 2.0), self.refresh_interfaces
+            "routecheck", lambda: self.config.route_check_interval, self.queue(self.check_routes)
         )
-        self.every("routecheck", lambda: self.config.route_check_interval, self.check_routes)
         wd = sdnotify.watchdog_interval()
         if wd is not None:
             self.every("watchdog", lambda: wd, lambda: sdnotify.notify("WATCHDOG=1"))
 
-    def start(self) -> None:
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
-        self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
-        stale = self.route_table.flush()
+    async def start(self) -> None:
+        addresses = await self._read_addresses()
+        self.node = Node(
+            self.config.main_address or self._first_address(addresses),
+            {},
+            willingness=self.config.willingness,
+            timers=self.config.timers,
+            tc_redundancy=self.config.tc_redundancy,
+            hna=self.config.hna_networks,
+            clock=time.monotonic,
+        )
+        self.loop.set_exception_handler(self.on_loop_error)
+        self.loop.add_signal_handler(signal.SIGHUP, self.work.put_nowait, self.reload)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.on_stop_signal, signum)
+        stale = await self.route_table.flush()
         if stale:
             event(
                 logging.INFO, "removed routes left by an earlier run", "routes_stale", count=stale
             )
-        self.open_http()
-        self.refresh_interfaces()
+        await self.open_http()
+        await self.refresh_interfaces()
         self.start_timers()
         self._warn_forwarding()
-        self.running = True
         event(
             logging.INFO,
             "started",
@@ -595,41 +572,31 @@ class Daemon:
         except OSError:
             pass
 
-    def run(self) -> None:
-        while self.running:
-            now = time.monotonic()
-            while self.timers and (
-                self.timers[0][1] in self._cancelled or self.timers[0][0] <= now
-            ):
-                _when, tid, name, callback = heapq.heappop(self.timers)
-                if tid in self._cancelled:
-                    self._cancelled.discard(tid)
-                    continue
-                if self._named.get(name) == tid:
-                    del self._named[name]
-                callback()
-                if not self.running:
-                    return
-            timeout = max(self.timers[0][0] - time.monotonic(), 0) if self.timers else 1.0
-            for key, _mask in self.selector.select(timeout):
-                kind, data = key.data
-                if kind == "udp":
-                    if data.name in self.ifaces:
-                        self.on_udp(data)
-                elif kind == "http":
-                    self.on_http_accept()
-                elif kind == "conn":
-                    self.on_http_data(key.fileobj, data)  # type: ignore[arg-type]
-                elif kind == "wake":
-                    self.on_wakeup()
+    async def run(self) -> int:
+        """Start, then do the queued kernel work and reloads until told to stop."""
+        try:
+            await self.start()
+        except OSError as exc:
+            event(logging.ERROR, "cannot start", "start_failed", error=str(exc))
+            await self.stop()
+            return 1
+        try:
+            while (job := await self.work.get()) is not None:
+                await job()
+        finally:
+            await self.stop()
+        return 0
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         sdnotify.notify("STOPPING=1")
-        removed = self.route_table.flush()
-        event(logging.INFO, "stopped; routes removed", "stopped", routes_removed=removed)
         for iface in list(self.ifaces.values()):
             self._close_iface(iface)
         self.close_http()
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+        removed = await self.route_table.flush()
+        event(logging.INFO, "stopped; routes removed", "stopped", routes_removed=removed)
         self.route_table.close()
         self.ipr.close()
 
@@ -665,43 +632,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.check:
-        try:
-            cfg = load(args.check)
-        except ConfigError as exc:
-            for line in exc.problems:
-                print(line, file=sys.stderr)
-            return 1
-        print(
-            f"{args.check}: ok (interfaces {', '.join(cfg.interfaces)}; "
-            f"willingness {cfg.willingness}; HNA "
-            f"{', '.join(f'{n}/{p}' for n, p in cfg.hna_networks) or 'none'})"
-        )
-        return 0
     try:
-        cfg = load(args.config)
-    except ConfigError as exc:
+        cfg = load(args.check or args.config)
+        if args.check:
+            print(
+                f"{args.check}: ok (interfaces {', '.join(cfg.interfaces)}; "
+                f"willingness {cfg.willingness}; HNA "
+                f"{', '.join(f'{n}/{p}' for n, p in cfg.hna_networks) or 'none'})"
+            )
+            return 0
+        setup_logging(cfg.log_level)
+        return asyncio.run(serve(cfg))
+    except ConfigError as exc:  # a bad file, or no interface with an address at start
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 1
-    setup_logging(cfg.log_level)
-    try:
-        daemon = Daemon(cfg)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 1
-    try:
-        daemon.start()
-    except OSError as exc:
-        event(logging.ERROR, "cannot start", "start_failed", error=str(exc))
-        daemon.stop()
-        return 1
-    try:
-        daemon.run()
-    finally:
-        daemon.stop()
-    return 0
+
+
+async def serve(config: Config) -> int:
+    return await Daemon(config).run()
 
 
 if __name__ == "__main__":

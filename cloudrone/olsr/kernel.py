@@ -1,7 +1,9 @@
 """Kernel routes through netlink (pyroute2).
 
 Only routes carrying the daemon's own protocol number in its own table are ever
-changed or removed; everything else in the kernel is left alone.
+changed or removed; everything else in the kernel is left alone. Asynchronous: the
+netlink socket is served by the daemon's event loop (pyroute2's blocking API runs an
+event loop of its own and cannot be called from inside another).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
+from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 log = logging.getLogger("cloudrone.olsr")
@@ -34,7 +36,7 @@ class RouteTable:
         self.table = table
         self.protocol = protocol
         self.metric = metric
-        self.ipr = IPRoute()
+        self.ipr = AsyncIPRoute()
         self.installed: dict[tuple[str, int], KernelRoute] = {}
         self.errors = 0
         self.changes = 0
@@ -42,9 +44,9 @@ class RouteTable:
     def close(self) -> None:
         self.ipr.close()
 
-    def _kernel_routes(self) -> dict[tuple[str, int], KernelRoute]:
+    async def _kernel_routes(self) -> dict[tuple[str, int], KernelRoute]:
         found = {}
-        for msg in self.ipr.route("dump", table=self.table, proto=self.protocol):
+        async for msg in await self.ipr.route("dump", table=self.table, proto=self.protocol):
             if msg.get("table") != self.table or msg["proto"] != self.protocol:
                 continue
             if msg["family"] != 2:
@@ -54,7 +56,7 @@ class RouteTable:
             found[key] = KernelRoute(dest, msg["dst_len"], msg.get("gateway"), msg.get("oif") or 0)
         return found
 
-    def _add(self, route: KernelRoute) -> bool:
+    async def _add(self, route: KernelRoute) -> bool:
         args: dict[str, object] = {
             "dst": route.dest,
             "dst_len": route.prefix,
@@ -69,7 +71,7 @@ class RouteTable:
             args["gateway"] = route.gateway
             args["flags"] = RTNH_F_ONLINK
         try:
-            self.ipr.route("replace", **args)
+            await self.ipr.route("replace", **args)
         except NetlinkError as exc:
             self.errors += 1
             log.warning(
@@ -82,9 +84,9 @@ class RouteTable:
         self.changes += 1
         return True
 
-    def _delete(self, route: KernelRoute) -> None:
+    async def _delete(self, route: KernelRoute) -> None:
         try:
-            self.ipr.route(
+            await self.ipr.route(
                 "del",
                 dst=route.dest,
                 dst_len=route.prefix,
@@ -103,43 +105,43 @@ class RouteTable:
                     },
                 )
 
-    def apply(self, desired: dict[tuple[str, int], KernelRoute]) -> tuple[int, int]:
+    async def apply(self, desired: dict[tuple[str, int], KernelRoute]) -> tuple[int, int]:
         """Install what is new or changed and delete what is no longer wanted."""
         added = removed = 0
         for key, route in list(self.installed.items()):
             if key not in desired:
-                self._delete(route)
+                await self._delete(route)
                 del self.installed[key]
                 removed += 1
         for key, route in desired.items():
             if self.installed.get(key) != route:
-                if self._add(route):
+                if await self._add(route):
                     self.installed[key] = route
                 else:
                     self.installed.pop(key, None)
                 added += 1
         return added, removed
 
-    def check(self) -> int:
+    async def check(self) -> int:
         """Compare with the kernel: put back our routes deleted by someone, drop strays."""
-        kernel = self._kernel_routes()
+        kernel = await self._kernel_routes()
         repaired = 0
         for key, route in kernel.items():
             if key not in self.installed:
-                self._delete(route)
+                await self._delete(route)
                 repaired += 1
         for key, route in list(self.installed.items()):
             if kernel.get(key) != route:
-                if not self._add(route):
+                if not await self._add(route):
                     del self.installed[key]
                 repaired += 1
         return repaired
 
-    def flush(self) -> int:
+    async def flush(self) -> int:
         """Remove every route of ours from the kernel (clean exit)."""
-        kernel = self._kernel_routes()
+        kernel = await self._kernel_routes()
         for route in kernel.values():
-            self._delete(route)
+            await self._delete(route)
         self.installed.clear()
         return len(kernel)
 

@@ -123,3 +123,49 @@ def test_systemd_readiness_watchdog_and_stop(lab, tmp_path: pathlib.Path) -> Non
         assert "STOPPING=1" in rest
     finally:
         sock.close()
+
+
+STATUS_CLIENTS = r"""
+import json, socket, time
+
+def ask(path):
+    with socket.create_connection(("127.0.0.1", 9090), timeout=3) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(), json.loads(body)
+
+stuck = socket.create_connection(("127.0.0.1", 9090))
+stuck.sendall(b"GET /mpr HTTP/1.0\r\n")  # and never the blank line that ends it
+stuck.settimeout(15)
+opened = time.monotonic()
+huge = socket.create_connection(("127.0.0.1", 9090), timeout=3)
+huge.sendall(b"GET /" + b"x" * 100000)
+try:
+    answer = huge.recv(65536).split(b"\r\n")[0].decode()
+except ConnectionResetError:
+    answer = "reset"
+line, body = ask("/mpr")
+assert line == "HTTP/1.0 200 OK" and "mpr" in body, (line, body)
+assert time.monotonic() - opened < 2  # the stuck client holds up nobody
+line, body = ask("/nothing")
+assert line.startswith("HTTP/1.0 404") and "stats" in body["paths"], (line, body)
+assert stuck.recv(100) == b""  # dropped by the daemon
+print(json.dumps({"huge": answer, "stuck_s": round(time.monotonic() - opened, 1)}))
+"""
+
+
+def test_status_server_bounds_requests_and_drops_stuck_clients(lab) -> None:
+    lab_mod.build_line(lab, 2)
+    lab.start("d1")
+    assert lab_mod.wait_until(lambda: '"event": "start"' in lab.log("d1"), 10)
+    out = lab_mod.run(
+        "ip", "netns", "exec", lab.ns("d1"), sys.executable, "-c", STATUS_CLIENTS, timeout=30
+    )
+    result = json.loads(out.stdout)
+    # a request past the size bound is answered from what was read, or cut off
+    assert result["huge"] in ("HTTP/1.0 404 Not Found", "reset")
+    assert 4 <= result["stuck_s"] <= 8
+    assert lab.alive("d1")
