@@ -220,7 +220,7 @@ def _print_access(mission: Mission) -> None:
 
 @mission_app.command("status")
 def status(bundle: BundleArg = None) -> None:
-    """What each drone is doing: container (simulated), SSH, flight bridge, battery."""
+    """What each drone is doing: container (simulated), SSH, mesh, flight bridge, battery."""
     mission = _load(bundle)
     states = {}
     if mission.target == "sim":
@@ -230,8 +230,10 @@ def status(bundle: BundleArg = None) -> None:
             err.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     table = Table(title=f"Mission {mission.name}", title_justify="left")
-    for col in ("drone", "container", "management", "ssh", "flight bridge", "battery"):
+    for col in ("drone", "container", "management", "ssh", "mesh neighbours", "flight bridge",
+                "battery"):  # fmt: skip
         table.add_column(col)
+    names = {str(d.mesh_address): d.name for d in mission.drones}
     silent = 0
     for drone, report in zip(mission.drones, drone_status.collect(mission), strict=True):
         silent += not report.ssh
@@ -240,6 +242,7 @@ def status(bundle: BundleArg = None) -> None:
             states.get(drone.name, "-"),
             drone.management_address,
             "[green]answers[/]" if report.ssh else "[red]no answer[/]",
+            escape(drone_status.describe_mesh(report.mesh, names)),
             drone_status.describe_flight(report.flight),
             drone_status.describe_battery(report.flight),
         )

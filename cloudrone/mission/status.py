@@ -12,6 +12,9 @@ from typing import Any
 from cloudrone.mission.model import DronePlan, Mission
 
 FLIGHT_STATUS = "/run/cloudrone/flight-status.json"
+# cloudrone-olsrd's JSON status, on the drone's loopback (mesh role)
+OLSR_NEIGHBORS = "http://127.0.0.1:9090/neighbors"
+SEPARATOR = "--- cloudrone-status ---"
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class DroneStatus:
     name: str
     ssh: bool
     flight: dict[str, Any] | None
+    mesh: dict[str, Any] | None = None
 
 
 def ssh_answers(address: str, port: int = 22, timeout: float = 2.0) -> bool:
@@ -39,24 +43,44 @@ def ssh_command(mission: Mission, drone: DronePlan, command: str) -> list[str]:
     return ["ssh", "-i", str(mission.ssh_key), *options, target, command]
 
 
-def read_flight_status(mission: Mission, drone: DronePlan) -> dict[str, Any] | None:
-    """The flight bridge's status file, or None when the drone or the bridge is silent."""
+def read_drone_status(
+    mission: Mission, drone: DronePlan
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The flight bridge's status file and the routing daemon's neighbours, in one login.
+
+    Either is None when the drone, or that daemon, is silent.
+    """
+    command = (
+        f"cat {FLIGHT_STATUS} 2>/dev/null; echo '{SEPARATOR}'; "
+        f"curl -sf --max-time 3 {OLSR_NEIGHBORS} 2>/dev/null"
+    )
     try:
         result = subprocess.run(
-            ssh_command(mission, drone, f"cat {FLIGHT_STATUS}"),
+            ssh_command(mission, drone, command),
             capture_output=True, text=True, timeout=15, check=False,
         )  # fmt: skip
-        return json.loads(result.stdout) if result.returncode == 0 else None
-    except (subprocess.TimeoutExpired, json.JSONDecodeError):
+    except subprocess.TimeoutExpired:
+        return None, None
+    flight_text, _, mesh_text = result.stdout.partition(SEPARATOR)
+    return _json(flight_text), _json(mesh_text)
+
+
+def _json(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
         return None
+    return value if isinstance(value, dict) else None
 
 
 def collect(mission: Mission) -> list[DroneStatus]:
     """Ask every drone at once; a silent drone costs its timeout, not everyone's."""
 
     def one(drone: DronePlan) -> DroneStatus:
-        up = ssh_answers(drone.management_address)
-        return DroneStatus(drone.name, up, read_flight_status(mission, drone) if up else None)
+        if not ssh_answers(drone.management_address):
+            return DroneStatus(drone.name, False, None, None)
+        flight, mesh = read_drone_status(mission, drone)
+        return DroneStatus(drone.name, True, flight, mesh)
 
     with ThreadPoolExecutor(max_workers=min(16, len(mission.drones))) as pool:
         return list(pool.map(one, mission.drones))
@@ -81,3 +105,16 @@ def describe_battery(flight: dict[str, Any] | None) -> str:
     if voltage is None:
         return "-"
     return f"{voltage:.1f} V" + (" LOW" if battery.get("low") else "")
+
+
+def describe_mesh(mesh: dict[str, Any] | None, names: dict[str, str]) -> str:
+    """Symmetric OLSR neighbours by drone name (``names``: mesh address -> name); * = MPR."""
+    if mesh is None:
+        return "-"
+    heard = [
+        names.get(n.get("ipAddress", ""), n.get("ipAddress", "?"))
+        + ("*" if n.get("isMultiPointRelay") else "")
+        for n in mesh.get("neighbors", [])
+        if n.get("symmetric")
+    ]
+    return ", ".join(sorted(heard)) or "none"

@@ -208,6 +208,8 @@ def test_status_shows_the_drone_answering(bundle):
     result = cli("mission", "status", str(folder))
     assert result.returncode == 0, result.stdout
     assert re.search(r"solo\s.*running\s.*10\.252\.0\.21\s.*answers", result.stdout)
+    # its routing daemon answers, and a drone alone hears nobody
+    assert re.search(r"answers\s.*\bnone\s.*disarmed", result.stdout), result.stdout
     # the flight bridge on the drone, read from its own status file
     assert re.search(r"disarmed, (no )?FIFO, p99 [\d.]+ ms, \d+ missed\s.*12\.4 V", result.stdout)
 

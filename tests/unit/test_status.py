@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloudrone.mission.model import load
-from cloudrone.mission.status import describe_battery, describe_flight, ssh_command
+from cloudrone.mission.status import describe_battery, describe_flight, describe_mesh, ssh_command
 from tests.conftest import ROOT
 
 FLIGHT = {
@@ -43,3 +43,18 @@ def test_status_reads_over_ssh_as_the_admin_user(tmp_path: Path):
     (tmp_path / "mission.yml").write_text(text)
     real = load(tmp_path)
     assert "StrictHostKeyChecking=no" not in ssh_command(real, real.drones[0], "cat /x")
+
+
+def test_mesh_neighbours_by_name_relays_marked():
+    names = {"10.42.0.11": "drone-1", "10.42.0.12": "drone-2", "10.42.0.13": "drone-3"}
+    mesh = {
+        "neighbors": [
+            {"ipAddress": "10.42.0.13", "symmetric": True, "isMultiPointRelay": False},
+            {"ipAddress": "10.42.0.12", "symmetric": True, "isMultiPointRelay": True},
+            {"ipAddress": "10.42.0.99", "symmetric": True, "isMultiPointRelay": False},
+            {"ipAddress": "10.42.0.11", "symmetric": False, "isMultiPointRelay": False},
+        ]
+    }
+    assert describe_mesh(mesh, names) == "10.42.0.99, drone-2*, drone-3"
+    assert describe_mesh({"neighbors": []}, names) == "none"
+    assert describe_mesh(None, names) == "-"
