@@ -2,9 +2,10 @@
 
     python -m cloudrone.bench.olsr [--size 5] [--steady 60] [--out docs/bench]
 
-Needs root and ``ip netns``. Builds a size x size grid (one namespace per drone, one
-veth per edge, addresses 10.99.<edge>.<node>/24 that exist only inside the grid),
-runs one daemon per drone with the RFC 3626 default timers and prints:
+Needs root and ``ip netns``. Builds a size x size grid in the lab the integration
+tests use (:mod:`cloudrone.bench.lab`: one namespace per drone, one veth per edge,
+addresses 10.99.<edge>.<node>/24 that exist only inside the grid), runs one daemon
+per drone with the RFC 3626 default timers and prints:
 
 * time to full convergence from a cold start (every drone routes to every address);
 * time to re-converge after the centre drone is lost (routes go around it), and
@@ -20,177 +21,38 @@ Everything it creates is removed at the end, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloudrone.bench import lab as lab_mod
+from cloudrone.bench.lab import Lab
 from cloudrone.olsr import constants as C
 
-PROTO = 100
+Point = tuple[float, float]  # seconds, fraction of routes in place
 
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {result.stderr.strip()}")
-    return result
-
-
-class Grid:
-    def __init__(self, size: int, workdir: Path, diagonals: bool = False) -> None:
-        self.size = size
-        self.diagonals = diagonals
-        self.workdir = workdir
-        self.prefix = f"cdo-{os.getpid()}-b"
-        self.names = [f"r{r}c{c}" for r in range(size) for c in range(size)]
-        self.addresses: dict[str, list[str]] = {n: [] for n in self.names}
-        self.ifaces: dict[str, list[str]] = {n: [] for n in self.names}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.alive_ns: set[str] = set()
-
-    def ns(self, name: str) -> str:
-        return f"{self.prefix}-{name}"
-
-    def build(self) -> None:
-        for name in self.names:
-            sh("ip", "netns", "add", self.ns(name))
-            self.alive_ns.add(name)
-            sh("ip", "-n", self.ns(name), "link", "set", "lo", "up")
-            sh("ip", "netns", "exec", self.ns(name), "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        edge = 0
-        s = self.size
-        for r in range(s):
-            for c in range(s):
-                steps = [(r, c + 1), (r + 1, c)]
-                if self.diagonals:
-                    steps += [(r + 1, c + 1), (r + 1, c - 1)]
-                for rr, cc in steps:
-                    if rr >= s or not 0 <= cc < s:
-                        continue
-                    edge += 1
-                    a, b = f"r{r}c{c}", f"r{rr}c{cc}"
-                    ia, ib = f"e{edge}a", f"e{edge}b"
-                    sh(
-                        "ip", "link", "add", ia, "netns", self.ns(a),
-                        "type", "veth", "peer", "name", ib, "netns", self.ns(b),
-                    )  # fmt: skip
-                    for node, ifname, host in ((a, ia, r * s + c + 1), (b, ib, rr * s + cc + 1)):
-                        addr = f"10.99.{edge}.{host}"
-                        sh("ip", "-n", self.ns(node), "addr", "add", f"{addr}/24", "brd", "+",
-                           "dev", ifname)  # fmt: skip
-                        sh("ip", "-n", self.ns(node), "link", "set", ifname, "up")
-                        self.addresses[node].append(addr)
-                        self.ifaces[node].append(ifname)
-
-    def start(self) -> None:
-        exe = Path(sys.executable).with_name("cloudrone-olsrd")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cloudrone.olsr.daemon"]
-        for name in self.names:
-            cfg = self.workdir / f"{name}.yml"
-            cfg.write_text(
-                json.dumps(
-                    {
-                        "interfaces": [{"name": i} for i in self.ifaces[name]],
-                        "routes": {"protocol": PROTO},
-                        "log": {"level": "warning"},
-                    }
-                )
-            )
-            log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115
-            self.procs[name] = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns(name), *cmd, "--config", str(cfg)],
-                stdout=log,
-                stderr=log,
-            )
-            log.close()
-
-    def routes(self, name: str) -> dict[str, str | None]:
-        from pyroute2 import NetNS
-
-        with contextlib.closing(NetNS(self.ns(name))) as nsr:
-            return {
-                msg.get("dst") or "0.0.0.0": msg.get("gateway")
-                for msg in nsr.route("dump", table=254)
-                if msg["proto"] == PROTO
-            }
-
-    def status(self, name: str, path: str) -> dict[str, Any]:
-        code = (
-            "import sys,urllib.request;sys.stdout.write(urllib.request.urlopen("
-            f"'http://127.0.0.1:9090/{path}',timeout=5).read().decode())"
-        )
-        out = sh("ip", "netns", "exec", self.ns(name), sys.executable, "-S", "-c", code)
-        return json.loads(out.stdout)
-
-    def coverage(self, nodes: list[str], avoid: set[str] = frozenset()) -> tuple[float, bool]:
-        """Fraction of (drone, address) pairs routed, and whether any route touches ``avoid``."""
-        everyone = {a for n in nodes for a in self.addresses[n]}
-        have = want = 0
-        touches = False
-        for name in nodes:
-            routes = self.routes(name)
-            wanted = everyone - set(self.addresses[name])
-            want += len(wanted)
-            have += len(wanted & set(routes))
-            if avoid & (set(routes) | {g for g in routes.values() if g}):
-                touches = True
-        return (have / want if want else 1.0), touches
-
-    def kill(self, name: str) -> None:
-        """The drone falls silent: its daemon dies unannounced and its radios go quiet.
-
-        The links go down on the lost drone's side only, so its neighbours keep their
-        interfaces and must notice the loss the OLSR way, by HELLOs that stop coming.
-        """
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        for ifname in self.ifaces[name]:
-            sh("ip", "-n", self.ns(name), "link", "set", ifname, "down")
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for name in list(self.alive_ns):
-            sh("ip", "netns", "del", self.ns(name), check=False)
-
-
-def watch(
-    grid: Grid,
-    nodes: list[str],
-    done: Callable[[float, bool], bool],
-    timeout: float,
-    step: float = 0.5,
-) -> tuple[float | None, list[tuple[float, float]]]:
+def watch(lab: Lab, nodes: list[str], timeout: float) -> tuple[float | None, list[Point]]:
+    """Poll every half second until every drone routes to every address: (time, series)."""
     start = time.monotonic()
     series = []
     while True:
         t = time.monotonic() - start
-        frac, touches = grid.coverage(nodes, set())
+        frac = lab_mod.coverage(lab, nodes)
         series.append((round(t, 2), round(frac, 4)))
-        if done(frac, touches):
+        if frac >= 1.0:
             return t, series
         if t > timeout:
             return None, series
-        time.sleep(step)
+        time.sleep(0.5)
 
 
-def snapshot(grid: Grid, nodes: list[str]) -> dict[str, dict[str, Any]]:
-    return {n: grid.status(n, "stats/mpr") for n in nodes}
+def snapshot(lab: Lab, nodes: list[str]) -> dict[str, dict[str, Any]]:
+    return {n: lab.status(n, "stats/mpr") for n in nodes}
 
 
 def traffic(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -250,7 +112,7 @@ def expectations(size: int) -> dict[str, Any]:
     }
 
 
-def plot(path: Path, cold: list[tuple[float, float]], lost: list[tuple[float, float]]) -> None:
+def plot(path: Path, cold: list[Point], lost: list[Point]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,53 +154,54 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    lab_mod.remove_leftovers()
     with tempfile.TemporaryDirectory(prefix="cdo-bench-") as tmp:
-        grid = Grid(args.size, Path(tmp), args.diagonals)
+        lab = Lab(Path(tmp), defaults=lab_mod.RFC)
         try:
-            return run(grid, args, out)
+            return run(lab, args, out)
         finally:
-            grid.close()
+            lab.close()
 
 
-def run(grid: Grid, args: argparse.Namespace, out: Path) -> int:
+def run(lab: Lab, args: argparse.Namespace, out: Path) -> int:
     size = args.size
     kind = "grid with diagonal links" if args.diagonals else "grid"
     stem = "olsr-diagonal" if args.diagonals else "olsr"
     print(f"building a {size}x{size} {kind} ({size * size} drones) ...", flush=True)
-    grid.build()
-    grid.start()
-    t_cold, cold = watch(grid, grid.names, lambda f, _t: f >= 1.0, timeout=120)
+    names = [n for row in lab_mod.build_grid(lab, size, args.diagonals) for n in row]
+    for name in names:
+        lab.start(name)
+    t_cold, cold = watch(lab, names, timeout=120)
     print(f"cold start: full convergence after {t_cold and round(t_cold, 1)} s", flush=True)
 
     time.sleep(5)
-    before = snapshot(grid, grid.names)
+    before = snapshot(lab, names)
     t0 = time.monotonic()
     time.sleep(args.steady)
-    after = snapshot(grid, grid.names)
+    after = snapshot(lab, names)
     steady = traffic(before, after, time.monotonic() - t0)
     print(json.dumps(steady, indent=1), flush=True)
 
     centre = f"r{size // 2}c{size // 2}"
-    victim = set(grid.addresses[centre])
-    rest = [n for n in grid.names if n != centre]
-    grid.kill(centre)
+    victim = set(lab.addresses[centre].values())
+    rest = [n for n in names if n != centre]
+    lab.remove_node(centre)
+
     start = time.monotonic()
-    series: list[tuple[float, float]] = []
+    series: list[Point] = []
     t_around = t_forgot = None
+    everyone = lab.all_addresses(rest)
     while time.monotonic() - start < 90:
         t = time.monotonic() - start
-        everyone = {a for n in rest for a in grid.addresses[n]}
         want = good = 0
         touching_next = touching_any = False
         for name in rest:
-            routes = grid.routes(name)
-            wanted = everyone - set(grid.addresses[name])
+            routes = {d.split("/")[0]: r["gateway"] for d, r in lab.routes(name).items()}
+            wanted = everyone - set(lab.addresses[name].values())
             want += len(wanted)
             good += sum(1 for a in wanted if a in routes and routes[a] not in victim)
-            if {g for g in routes.values() if g} & victim:
-                touching_next = True
-            if set(routes) & victim:
-                touching_any = True
+            touching_next |= bool(set(routes.values()) & victim)
+            touching_any |= bool(set(routes) & victim)
         frac = good / want
         series.append((round(t, 2), round(frac, 4)))
         if t_around is None and frac >= 1.0 and not touching_next:
@@ -353,7 +216,7 @@ def run(grid: Grid, args: argparse.Namespace, out: Path) -> int:
 
     results = {
         "grid": f"{size}x{size} {kind}",
-        "links": sum(len(v) for v in grid.ifaces.values()) // 2,
+        "links": sum(len(a) for a in lab.addresses.values()) // 2,
         "drones": size * size,
         "timers": "RFC 3626 defaults (HELLO 2 s/6 s, TC 5 s/15 s, MID and HNA 5 s/15 s)",
         "cold_start_convergence_s": t_cold and round(t_cold, 1),

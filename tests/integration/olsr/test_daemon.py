@@ -12,9 +12,9 @@ import time
 import pytest
 import yaml
 
-from tests.integration.olsr import lab as lab_mod
+from cloudrone.bench import lab as lab_mod
 
-pytestmark = [pytest.mark.integration, lab_mod.needs_netns, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SENDER = r"""
 import socket, os, random, struct

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.olsr import lab as lab_mod
+from cloudrone.bench import lab as lab_mod
 
-pytestmark = [pytest.mark.integration, lab_mod.needs_netns, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def test_grid_four_by_four(lab) -> None:

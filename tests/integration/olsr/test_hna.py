@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.olsr import lab as lab_mod
+from cloudrone.bench import lab as lab_mod
 
-pytestmark = [pytest.mark.integration, lab_mod.needs_netns, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def test_hna_subnet_and_gateway(lab) -> None:

@@ -6,9 +6,9 @@ import signal
 
 import pytest
 
-from tests.integration.olsr import lab as lab_mod
+from cloudrone.bench import lab as lab_mod
 
-pytestmark = [pytest.mark.integration, lab_mod.needs_netns, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def test_line_of_five(lab) -> None:

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.olsr import lab as lab_mod
+from cloudrone.bench import lab as lab_mod
 
 pytestmark = [
     pytest.mark.integration,
-    lab_mod.needs_netns,
     pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark (apt install tshark)"),
     pytest.mark.timeout(120),
 ]

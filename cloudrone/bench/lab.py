@@ -1,8 +1,10 @@
-"""Real daemons in real network namespaces joined by veth links.
+"""A lab of drones: real cloudrone-olsrd daemons in network namespaces joined by veth links.
 
-Every namespace, link and process a test makes is named ``cdo-<pid>-<n>...`` and torn
-down by the fixture's finalizer, also when the test fails. Traffic stays inside these
-namespaces: addresses are 10.99.x.y and exist nowhere else.
+Used by the integration tests (tests/integration/olsr, fast timers) and the benchmark
+(:mod:`cloudrone.bench.olsr`, RFC timers). Needs root and ``ip netns``. Every namespace
+a lab makes is named ``cdo-<pid>-<n>-<node>`` and removed by :meth:`Lab.close`; those
+of a process that died are removed by :func:`remove_leftovers`. Traffic stays inside
+these namespaces: addresses are 10.99.x.y and exist nowhere else.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from pyroute2 import NetNS
 
 PROTO = 100
+# Timers for tests: five times the RFC's pace, so that a test converges in seconds.
 FAST = {
     "hello": {"interval": 0.5, "validity": 1.5},
     "tc": {"interval": 1.0, "validity": 3.0},
@@ -35,10 +37,13 @@ FAST = {
     "routes": {"check_interval": 1.0},
     "log": {"level": "info"},
 }
+# The RFC 3626 default timers (by leaving them out), with quiet logs: for the benchmark.
+RFC = {"log": {"level": "warning"}}
 _counter = itertools.count()
 
 
-def _can_use_netns() -> str | None:
+def netns_problem() -> str | None:
+    """Why this machine cannot run a lab, or None when it can."""
     if os.geteuid() != 0:
         return "needs root for network namespaces"
     if shutil.which("ip") is None:
@@ -49,10 +54,6 @@ def _can_use_netns() -> str | None:
         return f"ip netns is unavailable: {made.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None
-
-
-_REASON = _can_use_netns()
-needs_netns = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 
 def run(*cmd: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -82,9 +83,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float, step: float = 0.2) 
 class Lab:
     """A set of namespaces (drones), veth links between them and one daemon per drone."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, defaults: dict[str, Any] = FAST) -> None:
         self.prefix = f"cdo-{os.getpid()}-{next(_counter)}"
         self.workdir = workdir
+        self.defaults = defaults  # the config every daemon starts from
         self.namespaces: dict[str, str] = {}  # short name -> namespace name
         self.addresses: dict[str, dict[str, str]] = {}  # node -> ifname -> address
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -123,7 +125,7 @@ class Lab:
 
     # daemons
     def write_config(self, node: str, **extra: Any) -> Path:
-        cfg: dict[str, Any] = json.loads(json.dumps(FAST))
+        cfg: dict[str, Any] = json.loads(json.dumps(self.defaults))
         ifaces = extra.pop("interfaces", None) or list(self.addresses[node])
         cfg["interfaces"] = [{"name": i} for i in ifaces]
         for key, value in extra.items():
@@ -183,7 +185,7 @@ class Lab:
         code = (
             "import sys,urllib.request;"
             f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:{port}/{path}',"
-            "timeout=3).read().decode())"
+            "timeout=5).read().decode())"
         )
         result = run("ip", "netns", "exec", self.ns(node), sys.executable, "-S", "-c", code)
         return json.loads(result.stdout)
@@ -225,8 +227,8 @@ class Lab:
         return "\n".join(f"--- {n}\n{self.log(n)[-3000:]}" for n in self.addresses)
 
 
-def _cleanup_leftovers() -> None:
-    """Remove namespaces of earlier runs whose process is gone."""
+def remove_leftovers() -> None:
+    """Remove namespaces of earlier labs whose process is gone."""
     listed = run("ip", "netns", "list", check=False).stdout.split()
     for name in listed:
         parts = name.split("-")
@@ -239,29 +241,6 @@ def _cleanup_leftovers() -> None:
             run("ip", "netns", "del", name, check=False)
 
 
-@pytest.fixture
-def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    if _REASON is not None:
-        pytest.skip(_REASON)
-    _cleanup_leftovers()
-    lab = Lab(tmp_path)
-    try:
-        yield lab
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(lab.dump_logs())
-        lab.close()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    rep = yield
-    if rep.when == "call":
-        item.rep_call = rep  # type: ignore[attr-defined]
-    return rep
-
-
 def build_line(lab: Lab, n: int) -> list[str]:
     """Drones d1..dn in a line; the link between d<i> and d<i+1> is 10.99.<i>.0/24."""
     names = [f"d{i}" for i in range(1, n + 1)]
@@ -272,8 +251,9 @@ def build_line(lab: Lab, n: int) -> list[str]:
     return names
 
 
-def build_grid(lab: Lab, size: int) -> list[list[str]]:
-    """A size x size grid; each edge is its own /24 in 10.99.<edge>.0."""
+def build_grid(lab: Lab, size: int, diagonals: bool = False) -> list[list[str]]:
+    """A size x size grid, with ``diagonals`` also the diagonal neighbours linked (up to 8
+    neighbours, denser radio cover); each edge is its own /24 in 10.99.<edge>.0."""
     grid = [[f"r{r}c{c}" for c in range(size)] for r in range(size)]
     for row in grid:
         for name in row:
@@ -281,15 +261,30 @@ def build_grid(lab: Lab, size: int) -> list[list[str]]:
     edge = 0
     for r in range(size):
         for c in range(size):
-            node_id = r * size + c + 1
-            for rr, cc in ((r, c + 1), (r + 1, c)):
-                if rr < size and cc < size:
+            steps = [(r, c + 1), (r + 1, c)]
+            if diagonals:
+                steps += [(r + 1, c + 1), (r + 1, c - 1)]
+            for rr, cc in steps:
+                if rr < size and 0 <= cc < size:
                     edge += 1
-                    lab.link(grid[r][c], grid[rr][cc], f"10.99.{edge}", node_id, rr * size + cc + 1)
+                    a, b = r * size + c + 1, rr * size + cc + 1  # host numbers
+                    lab.link(grid[r][c], grid[rr][cc], f"10.99.{edge}", a, b)
     return grid
 
 
+def coverage(lab: Lab, nodes: list[str]) -> float:
+    """The fraction of (drone, address of another drone) pairs with a route."""
+    everyone = lab.all_addresses(nodes)
+    want = have = 0
+    for node in nodes:
+        wanted = everyone - set(lab.addresses[node].values())
+        want += len(wanted)
+        have += len(wanted & {d.split("/")[0] for d in lab.routes(node)})
+    return have / want if want else 1.0
+
+
 def converged(lab: Lab, nodes: list[str]) -> bool:
+    """Every drone in ``nodes`` has a route to every address of the others."""
     everyone = lab.all_addresses(nodes)
     for node in nodes:
         want = everyone - set(lab.addresses[node].values())
