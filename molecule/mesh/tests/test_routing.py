@@ -1,0 +1,94 @@
+"""Routing across the line A - B - C: through B, and around a cut link."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from cloudrone.fleet import sim
+
+MESH = {"drone-a": "10.246.1.11", "drone-b": "10.246.1.12", "drone-c": "10.246.1.13"}
+C_NETWORK = "10.246.13.0/24"  # drone-c's mesh_hna_networks
+# the fast profile: a neighbour is lost after 1.5 s, a topology entry after 6 s
+HOLD = 6.0
+# every check looks from drone-a, the end of the line
+testinfra_hosts = ["ansible://drone-a"]
+
+
+@pytest.fixture(scope="module")
+def fleet() -> sim.SimFleet:
+    folder = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
+    with open(os.path.join(folder, "platforms.json")) as f:
+        platforms = json.load(f)
+    return sim.SimFleet(sim.spec_from_platforms("molecule-mesh", platforms), log=lambda _m: None)
+
+
+@pytest.fixture
+def a(host):
+    assert host.backend.get_hostname() == "drone-a"
+    return host
+
+
+def route(host, destination: str) -> str:
+    return host.check_output(f"ip route show {destination} proto 100")
+
+
+def daemon_route(host, destination: str) -> dict | None:
+    routes = json.loads(host.check_output("curl -sf http://127.0.0.1:9090/routes"))["routes"]
+    return next((r for r in routes if r["destination"] == destination.split("/")[0]), None)
+
+
+def wait_for(check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.25)
+
+
+def test_a_reaches_c_through_b_and_the_daemon_agrees_with_the_kernel(a):
+    c, b = MESH["drone-c"], MESH["drone-b"]
+    assert wait_for(lambda: f"via {b}" in route(a, c), 20), route(a, c)
+    assert daemon_route(a, c)["gateway"] == b
+    assert f"via {b}" in route(a, C_NETWORK)
+    assert daemon_route(a, C_NETWORK)["gateway"] == b
+    # and traffic really takes it: two hops
+    trace = a.check_output(f"ping -n -c 1 -W 2 -R {c} || true")
+    assert b in trace
+
+
+def test_only_b_is_a_neighbour_of_a(a):
+    neighbours = json.loads(a.check_output("curl -sf http://127.0.0.1:9090/neighbors"))
+    heard = {n["ipAddress"] for n in neighbours["neighbors"] if n["symmetric"]}
+    assert heard == {MESH["drone-b"]}
+
+
+def test_cut_b_c_and_c_leaves_a_within_the_hold_time(a, fleet):
+    c = MESH["drone-c"]
+    fleet.set_range("drone-b", "drone-c", None)
+    try:
+        cut = time.monotonic()
+        gone = wait_for(lambda: route(a, c) == "" and route(a, C_NETWORK) == "", HOLD + 4)
+        took = time.monotonic() - cut
+        assert gone, f"A still routes to C {took:.1f} s after the cut: {route(a, c)}"
+        assert daemon_route(a, c) is None
+    finally:
+        fleet.set_range("drone-b", "drone-c", 0)
+    # healed: back through B
+    assert wait_for(lambda: f"via {MESH['drone-b']}" in route(a, c), 20)
+
+
+def test_put_a_and_c_in_range_and_traffic_goes_direct(a, fleet):
+    c = MESH["drone-c"]
+    fleet.set_range("drone-a", "drone-c", 0)
+    try:
+        direct = wait_for(lambda: "via" not in route(a, c) and route(a, c) != "", 20)
+        assert direct, route(a, c)
+        assert daemon_route(a, c)["gateway"] == c
+        assert a.run(f"ping -n -c 2 -W 2 {c}").rc == 0
+    finally:
+        fleet.set_range("drone-a", "drone-c", None)
