@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+
+from cloudrone.bench.lab import wait_until
 
 MESH = {"drone-m1": "10.251.1.11", "drone-m2": "10.251.1.12"}
 HNA = {"drone-m1": "10.251.11.0/24"}  # molecule.yml: drone-m1's mesh_hna_networks
@@ -20,15 +21,6 @@ def olsr(host, section: str) -> dict:
     return json.loads(host.check_output(f"curl -sf http://127.0.0.1:9090/{section}"))
 
 
-def wait_for(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.5)
-
-
 def test_the_daemon_runs_from_the_packaged_unit(host):
     olsrd = host.service("cloudrone-olsrd")
     assert olsrd.is_running and olsrd.is_enabled
@@ -39,8 +31,8 @@ def test_the_daemon_runs_from_the_packaged_unit(host):
 
 def test_each_drone_has_the_other_as_symmetric_neighbour(host, drone):
     other = next(a for d, a in MESH.items() if d != drone)
-    neighbours = wait_for(
-        lambda: [n for n in olsr(host, "neighbors")["neighbors"] if n["symmetric"]]
+    neighbours = wait_until(
+        lambda: [n for n in olsr(host, "neighbors")["neighbors"] if n["symmetric"]], timeout=20
     )
     assert [n["ipAddress"] for n in neighbours] == [other]
 
@@ -50,7 +42,9 @@ def test_announced_networks_become_kernel_routes_and_the_daemon_agrees(host, dro
         if origin == drone:
             continue
         gateway = MESH[origin]
-        kernel = wait_for(lambda n=network: host.check_output(f"ip route show {n} proto 100"))
+        kernel = wait_until(
+            lambda n=network: host.check_output(f"ip route show {n} proto 100"), timeout=20
+        )
         assert f"via {gateway}" in kernel
         routes = olsr(host, "routes")["routes"]
         mine = [r for r in routes if f"{r['destination']}/{r['genmask']}" == network]

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from cloudrone.bench.lab import wait_until
 from cloudrone.fleet import sim
 
 MESH = {"drone-a": "10.246.1.11", "drone-b": "10.246.1.12", "drone-c": "10.246.1.13"}
@@ -41,18 +42,9 @@ def daemon_route(host, destination: str) -> dict | None:
     return next((r for r in routes if r["destination"] == destination.split("/")[0]), None)
 
 
-def wait_for(check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.25)
-
-
 def test_a_reaches_c_through_b_and_the_daemon_agrees_with_the_kernel(a):
     c, b = MESH["drone-c"], MESH["drone-b"]
-    assert wait_for(lambda: f"via {b}" in route(a, c), 20), route(a, c)
+    assert wait_until(lambda: f"via {b}" in route(a, c), 20), route(a, c)
     assert daemon_route(a, c)["gateway"] == b
     assert f"via {b}" in route(a, C_NETWORK)
     assert daemon_route(a, C_NETWORK)["gateway"] == b
@@ -72,21 +64,21 @@ def test_cut_b_c_and_c_leaves_a_within_the_hold_time(a, fleet):
     fleet.set_range("drone-b", "drone-c", None)
     try:
         cut = time.monotonic()
-        gone = wait_for(lambda: route(a, c) == "" and route(a, C_NETWORK) == "", HOLD + 4)
+        gone = wait_until(lambda: route(a, c) == "" and route(a, C_NETWORK) == "", HOLD + 4)
         took = time.monotonic() - cut
         assert gone, f"A still routes to C {took:.1f} s after the cut: {route(a, c)}"
         assert daemon_route(a, c) is None
     finally:
         fleet.set_range("drone-b", "drone-c", 0)
     # healed: back through B
-    assert wait_for(lambda: f"via {MESH['drone-b']}" in route(a, c), 20)
+    assert wait_until(lambda: f"via {MESH['drone-b']}" in route(a, c), 20)
 
 
 def test_put_a_and_c_in_range_and_traffic_goes_direct(a, fleet):
     c = MESH["drone-c"]
     fleet.set_range("drone-a", "drone-c", 0)
     try:
-        direct = wait_for(lambda: "via" not in route(a, c) and route(a, c) != "", 20)
+        direct = wait_until(lambda: "via" not in route(a, c) and route(a, c) != "", 20)
         assert direct, route(a, c)
         assert daemon_route(a, c)["gateway"] == c
         assert a.run(f"ping -n -c 2 -W 2 {c}").rc == 0
