@@ -106,6 +106,25 @@ def read_yaml(
         ) from None
     except OSError as exc:
         raise refuse(f"cannot be read ({exc.strerror or exc}); check the file") from None
+    return parse_yaml(text, shown, kind=kind, error=error)
+
+
+def parse_yaml(
+    text: str,
+    source: str,
+    *,
+    kind: str = "configuration",
+    error: type[ConfigProblems] = ConfigProblems,
+) -> tuple[dict[str, Any], Problems]:
+    """Parse YAML ``text`` that was read from ``source``, as :func:`read_yaml` does.
+
+    For a caller that already holds the text (a test, a reload); text that is not
+    YAML or not a mapping becomes one line of ``error`` naming ``source``.
+    """
+
+    def refuse(what: str, line: int | None = None) -> ConfigProblems:
+        return error([f"{source}:{line}: {what}" if line else f"{source}: {what}"])
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -121,4 +140,5 @@ def read_yaml(
             f"the {kind} must be a mapping of keys (key: value), not {type(data).__name__}",
             1,
         )
-    return data, Problems(shown, yamlpos.compose(text))
+    return data, Problems(source, yamlpos.compose(text))
+
