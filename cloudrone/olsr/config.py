@@ -1,7 +1,11 @@
 """The daemon's YAML configuration: defaults, validation and messages a user can act on.
 
-Every problem is reported as ``FILE: KEY: what is wrong; how to fix it`` and a config
-with any problem is refused as a whole.
+Every problem is reported as ``FILE:LINE KEY: what is wrong; how to fix it`` by
+:mod:`cloudrone.problems` (the way every Cloudrone configuration reports), and a
+config with any problem is refused as a whole.
+
+The timers come from a named profile (``profile: rfc`` or ``fast``, defined once in
+:data:`cloudrone.olsr.constants.PROFILES`); a timer key in the file overrides it.
 """
 
 from __future__ import annotations
@@ -11,24 +15,25 @@ import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from cloudrone.olsr import constants as C
 from cloudrone.olsr.protocol import Timers
+from cloudrone.problems import ConfigProblems, Problems, parse_yaml, read_yaml
 
 DEFAULT_PATH = "/etc/cloudrone/olsrd.yml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigProblems):
     """A refused configuration; ``problems`` holds one line per problem."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+
+@dataclass(frozen=True, slots=True)
+class FromProfile:
+    """A default taken from the configured timer profile."""
+
+    name: str
 
 
 @dataclass(slots=True)
@@ -48,35 +53,37 @@ class Config:
     status_port: int = 9090
     log_level: str = "info"
     port: int = C.OLSR_PORT
+    profile: str = C.DEFAULT_PROFILE
     source: str = ""
 
 
 # key -> (default, kind); a dict as default means a nested section
 SCHEMA: dict[str, Any] = {
     "interfaces": (None, "interfaces"),
+    "profile": (C.DEFAULT_PROFILE, "profile"),
     "main_address": (None, "ipv4_or_null"),
     "willingness": (C.WILL_DEFAULT, "willingness"),
     "port": (C.OLSR_PORT, "port"),
     "hello": {
-        "interval": (C.HELLO_INTERVAL, "seconds"),
-        "validity": (C.NEIGHB_HOLD_TIME, "seconds"),
+        "interval": (FromProfile("hello_interval"), "seconds"),
+        "validity": (FromProfile("hello_validity"), "seconds"),
     },
     "tc": {
-        "interval": (C.TC_INTERVAL, "seconds"),
-        "validity": (C.TOP_HOLD_TIME, "seconds"),
+        "interval": (FromProfile("tc_interval"), "seconds"),
+        "validity": (FromProfile("tc_validity"), "seconds"),
         "redundancy": (C.TC_REDUNDANCY_ALL_NEIGHBORS, "redundancy"),
     },
     "mid": {
-        "interval": (C.MID_INTERVAL, "seconds"),
-        "validity": (C.MID_HOLD_TIME, "seconds"),
+        "interval": (FromProfile("mid_interval"), "seconds"),
+        "validity": (FromProfile("mid_validity"), "seconds"),
     },
     "hna": {
-        "interval": (C.HNA_INTERVAL, "seconds"),
-        "validity": (C.HNA_HOLD_TIME, "seconds"),
+        "interval": (FromProfile("hna_interval"), "seconds"),
+        "validity": (FromProfile("hna_validity"), "seconds"),
         "networks": ([], "networks"),
     },
     "duplicate_hold": (C.DUP_HOLD_TIME, "seconds"),
-    "max_jitter": (C.HELLO_INTERVAL / 4, "jitter"),
+    "max_jitter": (FromProfile("max_jitter"), "jitter"),
     "routes": {
         "table": (254, "table"),
         "protocol": (100, "protocol"),
@@ -95,16 +102,22 @@ def host_interfaces() -> list[str]:
     return sorted(name for _i, name in socket.if_nameindex())
 
 
+Path_ = tuple[str | int, ...]
+PROFILE_HOLDS = ", ".join(f"{p['hello_validity']:g} s ({n})" for n, p in C.PROFILES.items())
+
+
 class _Checker:
-    def __init__(self, source: str, interfaces: Callable[[], list[str]]) -> None:
-        self.source = source
-        self.problems: list[str] = []
+    def __init__(self, problems: Problems, interfaces: Callable[[], list[str]]) -> None:
+        self.problems = problems
         self.interfaces = interfaces
+        self.profile: dict[str, float] = C.PROFILES[C.DEFAULT_PROFILE]
+        self.profile_name = C.DEFAULT_PROFILE
+        self.from_profile: set[str] = set()  # timers left to the profile
 
-    def fail(self, key: str, problem: str) -> None:
-        self.problems.append(f"{self.source}: {key}: {problem}")
+    def fail(self, key: Path_, problem: str) -> None:
+        self.problems.add(key, problem)
 
-    def number(self, key: str, value: Any, *, integer: bool = False) -> float | None:
+    def number(self, key: Path_, value: Any, *, integer: bool = False) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             kind = "a whole number" if integer else "a number"
             self.fail(key, f"{value!r} is not {kind}; write it like {'9090' if integer else '2.0'}")
@@ -117,7 +130,16 @@ class _Checker:
             return None
         return value
 
-    def check(self, key: str, value: Any, kind: str) -> Any:
+    def check(self, key: Path_, value: Any, kind: str) -> Any:
+        if kind == "profile":
+            if not isinstance(value, str) or value not in C.PROFILES:
+                self.fail(
+                    key,
+                    f"{value!r} is not a timer profile; use one of: {', '.join(C.PROFILES)} "
+                    f"(a lost neighbour is noticed after {PROFILE_HOLDS})",
+                )
+                return None
+            return value
         if kind == "seconds":
             v = self.number(key, value)
             if v is not None and not 0.0625 <= v <= 3968:
@@ -169,13 +191,13 @@ class _Checker:
             return self.interface_list(key, value)
         raise AssertionError(kind)
 
-    def networks(self, key: str, value: Any) -> list[tuple[str, int]] | None:
+    def networks(self, key: Path_, value: Any) -> list[tuple[str, int]] | None:
         if not isinstance(value, list):
             self.fail(key, f"{value!r} is not a list; write networks: [10.42.1.0/24]")
             return None
         out = []
         for i, item in enumerate(value):
-            k = f"{key}[{i}]"
+            k = (*key, i)
             try:
                 net = ipaddress.IPv4Network(str(item), strict=False)
             except ValueError:
@@ -192,7 +214,7 @@ class _Checker:
             out.append((str(net.network_address), net.prefixlen))
         return out
 
-    def interface_list(self, key: str, value: Any) -> list[str] | None:
+    def interface_list(self, key: Path_, value: Any) -> list[str] | None:
         example = "interfaces: [{name: wlan0}]"
         if not isinstance(value, list) or not value:
             self.fail(key, f"needs a non-empty list of interfaces; write {example}")
@@ -200,81 +222,82 @@ class _Checker:
         names: list[str] = []
         present = self.interfaces()
         for i, item in enumerate(value):
-            k = f"{key}[{i}]"
+            k = (*key, i)
             if not isinstance(item, dict):
                 self.fail(k, f"{item!r} is not a mapping; write {example}")
                 continue
-            for extra in sorted(set(item) - {"name"}):
-                self.fail(f"{k}.{extra}", "unknown key; an interface has only: name")
+            for extra in sorted(set(item) - {"name"}, key=str):
+                self.fail((*k, str(extra)), "unknown key; an interface has only: name")
             name = item.get("name")
             if not isinstance(name, str) or not name:
-                self.fail(f"{k}.name", f"{name!r} is not an interface name; write {example}")
+                self.fail((*k, "name"), f"{name!r} is not an interface name; write {example}")
                 continue
             if name not in present:
                 self.fail(
-                    f"{k}.name",
+                    (*k, "name"),
                     f"{name!r} does not exist on this host; use one of: {', '.join(present)}",
                 )
                 continue
             if name in names:
-                self.fail(f"{k}.name", f"{name!r} is listed twice; list each interface once")
+                self.fail((*k, "name"), f"{name!r} is listed twice; list each interface once")
                 continue
             names.append(name)
         return names
 
-    def section(self, prefix: str, schema: dict[str, Any], data: Any) -> dict[str, Any]:
+    def section(self, prefix: Path_, schema: dict[str, Any], data: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            where = prefix.rstrip(".") or "top level"
-            self.fail(where, f"expected a mapping of keys, got {type(data).__name__}")
+            self.fail(prefix, f"expected a mapping of keys, got {type(data).__name__}")
             data = {}
         for key in data:
             if key not in schema:
                 known = ", ".join(schema)
-                self.fail(f"{prefix}{key}", f"unknown key; known keys here: {known}")
+                self.fail((*prefix, str(key)), f"unknown key; known keys here: {known}")
+        if not prefix and "profile" in data:  # the profile first: it gives the timers
+            name = self.check(("profile",), data["profile"], "profile")
+            if name is not None:
+                self.profile, self.profile_name = C.PROFILES[name], name
         for key, spec in schema.items():
             if isinstance(spec, dict):
-                out[key] = self.section(f"{prefix}{key}.", spec, data.get(key))
+                out[key] = self.section((*prefix, key), spec, data.get(key))
                 continue
             default, kind = spec
             if key not in data:
                 if default is None and kind == "interfaces":
-                    self.fail(f"{prefix}{key}", "is required; write interfaces: [{name: wlan0}]")
+                    self.fail(("interfaces",), "is required; write interfaces: [{name: wlan0}]")
+                if isinstance(default, FromProfile):
+                    self.from_profile.add(default.name)
+                    default = self.profile[default.name]
                 out[key] = default
                 continue
-            out[key] = self.check(f"{prefix}{key}", data[key], kind)
+            if kind == "profile":
+                out[key] = self.profile_name
+                continue
+            out[key] = self.check((*prefix, key), data[key], kind)
         return out
 
     def hold_times(self, raw: dict[str, Any]) -> None:
         for section in ("hello", "tc", "mid", "hna"):
             interval, validity = raw[section]["interval"], raw[section]["validity"]
             if interval is not None and validity is not None and validity < interval:
+                given = f"{section}_validity" in self.from_profile
                 self.fail(
-                    f"{section}.validity",
-                    f"{validity} s is shorter than {section}.interval {interval} s; "
+                    (section, "validity"),
+                    f"{validity} s{f' (profile {self.profile_name})' if given else ''} "
+                    f"is shorter than {section}.interval {interval} s; "
                     f"make it at least the interval (RFC 3626 uses 3 x interval: {3 * interval})",
                 )
 
 
-def parse(
-    text: str,
-    source: str = DEFAULT_PATH,
-    interfaces: Callable[[], list[str]] = host_interfaces,
+def _validate(
+    data: dict[str, Any], problems: Problems, interfaces: Callable[[], list[str]], source: str
 ) -> Config:
-    """Validate YAML ``text``; ``source`` names the file in messages. Raises ConfigError."""
-    checker = _Checker(Path(source).name if source else "olsrd.yml", interfaces)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "top level"
-        raise ConfigError([f"{checker.source}: {where}: not valid YAML ({exc})"]) from None
-    raw = checker.section("", SCHEMA, data)
+    checker = _Checker(problems, interfaces)
+    raw = checker.section((), SCHEMA, data)
     checker.hold_times(raw)
-    if checker.problems:
-        raise ConfigError(checker.problems)
+    problems.raise_if_any(ConfigError)
     timers = Timers(
         hello_interval=raw["hello"]["interval"],
         neighb_hold=raw["hello"]["validity"],
@@ -302,19 +325,33 @@ def parse(
         status_port=raw["status"]["port"],
         log_level=raw["log"]["level"],
         port=raw["port"],
+        profile=raw["profile"],
         source=source,
     )
 
 
+def parse(
+    text: str,
+    source: str = DEFAULT_PATH,
+    interfaces: Callable[[], list[str]] = host_interfaces,
+) -> Config:
+    """Validate YAML ``text``; ``source`` names the file in messages. Raises ConfigError."""
+    data, problems = parse_yaml(
+        text, source or "olsrd.yml", kind="routing configuration", error=ConfigError
+    )
+    return _validate(data, problems, interfaces, source)
+
+
 def load(path: str, interfaces: Callable[[], list[str]] = host_interfaces) -> Config:
-    """Read and validate the config file at ``path``. Raises ConfigError."""
-    name = Path(path).name
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            [f"{name}: file not found at {path}; create it or pass --config"]
-        ) from None
-    except OSError as exc:
-        raise ConfigError([f"{name}: cannot read {path}: {exc.strerror}"]) from None
-    return parse(text, path, interfaces)
+    """Read and validate the config file at ``path``. Raises ConfigError.
+
+    A file that cannot be read (missing, a folder, not UTF-8, too large, not YAML,
+    not a mapping) is one line naming it, never a traceback.
+    """
+    data, problems = read_yaml(
+        path,
+        kind="routing configuration",
+        error=ConfigError,
+        missing_fix="create it (see docs/olsr.md) or pass --config",
+    )
+    return _validate(data, problems, interfaces, path)

@@ -57,3 +57,39 @@ TC_REDUNDANCY_ALL_NEIGHBORS = 2
 
 MAX_TTL = 255
 SEQNO_MAX = 0xFFFF
+
+# Timer profiles, by name: ``profile:`` in the daemon's configuration. Each sets
+# the emission intervals, validity (holding) times and the jitter; a timer key
+# written in the configuration overrides its profile's value.
+PROFILE_TIMERS = (
+    "hello_interval", "hello_validity", "tc_interval", "tc_validity",
+    "mid_interval", "mid_validity", "hna_interval", "hna_validity", "max_jitter",
+)  # fmt: skip
+PROFILES: dict[str, dict[str, float]] = {
+    # RFC 3626 section 18.2/18.3: a lost neighbour is noticed after 6 s.
+    "rfc": {
+        "hello_interval": HELLO_INTERVAL,
+        "hello_validity": NEIGHB_HOLD_TIME,
+        "tc_interval": TC_INTERVAL,
+        "tc_validity": TOP_HOLD_TIME,
+        "mid_interval": MID_INTERVAL,
+        "mid_validity": MID_HOLD_TIME,
+        "hna_interval": HNA_INTERVAL,
+        "hna_validity": HNA_HOLD_TIME,
+        "max_jitter": HELLO_INTERVAL / 4,
+    },
+    # Drones move: HELLO four times as often, so a lost neighbour is noticed after
+    # 1.5 s (still three missed HELLOs).
+    "fast": {
+        "hello_interval": 0.5,
+        "hello_validity": 1.5,
+        "tc_interval": 2.0,
+        "tc_validity": 6.0,
+        "mid_interval": 2.0,
+        "mid_validity": 6.0,
+        "hna_interval": 2.0,
+        "hna_validity": 6.0,
+        "max_jitter": 0.125,
+    },
+}
+DEFAULT_PROFILE = "rfc"

@@ -125,7 +125,7 @@ class Daemon:
         names = ", ".join(self.config.interfaces)
         raise ConfigError(
             [
-                f"{os.path.basename(self.config.source) or 'olsrd.yml'}: interfaces: none of "
+                f"{self.config.source or 'olsrd.yml'} interfaces: none of "
                 f"{names} has an IPv4 address; assign one or set main_address"
             ]
         )
@@ -638,7 +638,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{args.check}: ok (interfaces {', '.join(cfg.interfaces)}; "
                 f"willingness {cfg.willingness}; HNA "
-                f"{', '.join(f'{n}/{p}' for n, p in cfg.hna_networks) or 'none'})"
+                f"{', '.join(f'{n}/{p}' for n, p in cfg.hna_networks) or 'none'}; "
+                f"timers {cfg.profile}, HELLO {cfg.timers.hello_interval:g} s / "
+                f"{cfg.timers.neighb_hold:g} s)"
             )
             return 0
         setup_logging(cfg.log_level)

@@ -57,6 +57,12 @@ def test_hostile_packets_are_dropped_and_counted(lab) -> None:
     assert lab.ping("d1", "10.99.1.2")
 
 
+def bad_yaml_lines(path: pathlib.Path, key: str) -> int:
+    """The 1-based line of the top-level ``key`` in the file at ``path``."""
+    lines = path.read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.startswith(f"{key}:"))
+
+
 def test_reload_keeps_old_config_on_bad_input_and_applies_good(lab) -> None:
     lab_mod.build_line(lab, 2)
     lab.start("d1")
@@ -72,14 +78,25 @@ def test_reload_keeps_old_config_on_bad_input_and_applies_good(lab) -> None:
     refused = next(
         json.loads(line) for line in lab.log("d1").splitlines() if '"reload_refused"' in line
     )
-    assert any(
-        p.startswith(f"{path.name}: willingness: 9 is outside 0..7") for p in refused["problems"]
-    )
+    line = bad_yaml_lines(path, "willingness")
+    assert f"{path}:{line} willingness: 9 is outside 0..7" in "\n".join(refused["problems"])
     assert any("hna.networks[0]" in p and "use 10.99.50.0/24" in p for p in refused["problems"])
     st = lab.status("d1", "mpr/stats/hna")
     assert st["mpr"]["willingness"] == 3
     assert st["hna"] == []
     assert st["stats"]["reloadFailures"] == 1
+    assert lab.alive("d1")
+
+    # a file that is not even text is one line in the log too, and the daemon lives on
+    path.write_bytes(b"willingness: \xff\n")
+    lab.procs["d1"].send_signal(signal.SIGHUP)
+    assert lab_mod.wait_until(lambda: lab.status("d1", "stats")["stats"]["reloadFailures"] == 2, 10)
+    refused = [
+        json.loads(line) for line in lab.log("d1").splitlines() if '"reload_refused"' in line
+    ][-1]
+    assert refused["problems"] == [
+        f"{path}: is not UTF-8 text (byte 13); save it as UTF-8 from a text editor"
+    ]
     assert lab.alive("d1")
 
     fixed = dict(good, willingness=6, hna=dict(good["hna"], networks=["10.99.50.0/24"]))
