@@ -141,4 +141,3 @@ def parse_yaml(
             1,
         )
     return data, Problems(source, yamlpos.compose(text))
-
