@@ -77,14 +77,18 @@ def test_a_protected_cell_on_5ghz_and_the_fast_profile(tmp_path):
     wpa = files["wpa.conf"]
     assert "frequency=5180" in wpa
     assert 'psk="correct horse battery"' in wpa and "proto=RSN" in wpa and "key_mgmt=WPA-PSK" in wpa
-    assert "hello: {interval: 0.5, validity: 1.5}" in files["olsrd.yml"]
+    assert "profile: fast" in files["olsrd.yml"].splitlines()
+    # the profile's timers live in the daemon only, not in the role
+    assert "hello:" not in files["olsrd.yml"] and "max_jitter" not in files["olsrd.yml"]
     assert '"0.0.0.0/0"' in files["olsrd.yml"]
 
 
 def test_the_rendered_olsr_configuration_passes_the_daemons_check(tmp_path):
+    """The role names the profile; the daemon knows it and runs with its timers."""
     files = render(tmp_path, mesh_interface="lo", mesh_olsr_profile="fast")
     check = subprocess.run(
         [str(BIN / "cloudrone-olsrd"), "--check", str(tmp_path / "olsrd.yml")],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr + files["olsrd.yml"]
+    assert "timers fast, HELLO 0.5 s" in check.stdout
