@@ -1,10 +1,11 @@
 """A lab of drones: real cloudrone-olsrd daemons in network namespaces joined by veth links.
 
-Used by the integration tests (tests/integration/olsr, fast timers) and the benchmark
-(:mod:`cloudrone.bench.olsr`, RFC timers). Needs root and ``ip netns``. Every namespace
-a lab makes is named ``cdo-<pid>-<n>-<node>`` and removed by :meth:`Lab.close`; those
-of a process that died are removed by :func:`remove_leftovers`. Traffic stays inside
-these namespaces: addresses are 10.99.x.y and exist nowhere else.
+Used by the integration tests (tests/integration/olsr, fast test timers) and the
+benchmark (:mod:`cloudrone.bench.olsr`, the daemon's timer profiles). Needs root and
+``ip netns``. Every namespace a lab makes is named ``cdo-<pid>-<n>-<node>`` and
+removed by :meth:`Lab.close`; those of a process that died are removed by
+:func:`remove_leftovers`. Traffic stays inside these namespaces: addresses are
+10.99.x.y and exist nowhere else.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ FAST = {
     "routes": {"check_interval": 1.0},
     "log": {"level": "info"},
 }
-# The RFC 3626 default timers (by leaving them out), with quiet logs: for the benchmark.
+# The daemon's own timers (its profile's, by leaving them out), with quiet logs: for
+# the benchmark, with Lab(profile=...) naming the profile (rfc when none is named).
 RFC = {"log": {"level": "warning"}}
 _counter = itertools.count()
 
@@ -83,10 +85,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float, step: float = 0.2) 
 class Lab:
     """A set of namespaces (drones), veth links between them and one daemon per drone."""
 
-    def __init__(self, workdir: Path, defaults: dict[str, Any] = FAST) -> None:
+    def __init__(
+        self, workdir: Path, defaults: dict[str, Any] = FAST, profile: str | None = None
+    ) -> None:
         self.prefix = f"cdo-{os.getpid()}-{next(_counter)}"
         self.workdir = workdir
-        self.defaults = defaults  # the config every daemon starts from
+        # the config every daemon starts from; a timer profile (rfc, fast) sets its timers
+        # where the defaults leave them out (the FAST test timers set them all)
+        self.defaults = dict(defaults, profile=profile) if profile else defaults
         self.namespaces: dict[str, str] = {}  # short name -> namespace name
         self.addresses: dict[str, dict[str, str]] = {}  # node -> ifname -> address
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -138,7 +144,17 @@ class Lab:
         self.configs[node] = path
         return path
 
-    def start(self, node: str, env: dict[str, str] | None = None, **extra: Any) -> None:
+    def start(
+        self,
+        node: str,
+        env: dict[str, str] | None = None,
+        profile: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """Run the daemon on ``node``; ``profile`` (rfc, fast) and ``extra`` keys go
+        into its config on top of the lab's defaults."""
+        if profile:
+            extra["profile"] = profile
         path = self.write_config(node, **extra)
         log = open(self.workdir / f"{node}.log", "ab")  # noqa: SIM115
         self.procs[node] = subprocess.Popen(

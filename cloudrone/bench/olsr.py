@@ -1,6 +1,7 @@
 """Benchmark of cloudrone-olsrd on a grid of drones in network namespaces.
 
     python -m cloudrone.bench.olsr [--size 5] [--steady 60] [--out docs/bench]
+    python -m cloudrone.bench.olsr --profiles rfc,fast
 
 Needs root and ``ip netns``. Builds a size x size grid in the lab the integration
 tests use (:mod:`cloudrone.bench.lab`: one namespace per drone, one veth per edge,
@@ -14,7 +15,10 @@ per drone with the RFC 3626 default timers and prints:
   pure flooding, the fraction of drones selected as MPR;
 * the daemon's CPU seconds per minute per drone.
 
-Results go to ``<out>/olsr-results.json`` and ``<out>/olsr-convergence.png``.
+Results go to ``<out>/olsr-results.json`` and ``<out>/olsr-convergence.png``. With
+``--profiles rfc,fast`` it builds the grid once per timer profile, back to back in the
+same run, and writes ``<out>/olsr-profiles.json`` and ``<out>/olsr-profiles.png`` (routes
+in place over time after the loss, every profile on one axis).
 Everything it creates is removed at the end, also on Ctrl-C.
 """
 
@@ -148,19 +152,185 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="link diagonal neighbours too (8 neighbours inside the grid, denser radio cover)",
     )
+    parser.add_argument(
+        "--profiles",
+        help="compare the daemon's timer profiles, back to back in one run (like rfc,fast); "
+        "results go to <out>/olsr-profiles.json and .png",
+    )
     args = parser.parse_args(argv)
+    profiles = [p.strip() for p in args.profiles.split(",")] if args.profiles else []
+    unknown = [p for p in profiles if p not in C.PROFILES]
+    if unknown:
+        parser.error(f"unknown profile {', '.join(unknown)}; use: {', '.join(C.PROFILES)}")
     if os.geteuid() != 0:
         print("the benchmark needs root (network namespaces)", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lab_mod.remove_leftovers()
+    if profiles:
+        return compare(args, profiles, out)
     with tempfile.TemporaryDirectory(prefix="cdo-bench-") as tmp:
         lab = Lab(Path(tmp), defaults=lab_mod.RFC)
         try:
             return run(lab, args, out)
         finally:
             lab.close()
+
+
+def timers_of(profile: str) -> str:
+    p = C.PROFILES[profile]
+    return (
+        f"{profile}: HELLO {p['hello_interval']:g} s/{p['hello_validity']:g} s, "
+        f"TC {p['tc_interval']:g} s/{p['tc_validity']:g} s, "
+        f"MID {p['mid_interval']:g} s/{p['mid_validity']:g} s, "
+        f"HNA {p['hna_interval']:g} s/{p['hna_validity']:g} s, jitter {p['max_jitter']:g} s"
+    )
+
+
+def measure(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
+    """One grid in ``lab``: cold start, steady traffic and CPU, then the centre drone lost."""
+    size = args.size
+    names = [n for row in lab_mod.build_grid(lab, size, args.diagonals) for n in row]
+    for name in names:
+        lab.start(name)
+    t_cold, cold = watch(lab, names, timeout=120)
+    print(f"  cold start: full convergence after {t_cold and round(t_cold, 1)} s", flush=True)
+
+    time.sleep(5)
+    before = snapshot(lab, names)
+    t0 = time.monotonic()
+    time.sleep(args.steady)
+    after = snapshot(lab, names)
+    steady = traffic(before, after, time.monotonic() - t0)
+    print(f"  steady: {json.dumps(steady)}", flush=True)
+
+    centre = f"r{size // 2}c{size // 2}"
+    victim = set(lab.addresses[centre].values())
+    rest = [n for n in names if n != centre]
+    lab.remove_node(centre)
+    start = time.monotonic()
+    series: list[Point] = []
+    around: dict[str, float] = {}  # drone -> when its routes first all went around
+    t_around = t_forgot = None
+    everyone = lab.all_addresses(rest)
+    rounds: list[float] = []
+    while time.monotonic() - start < 90:
+        round_start = time.monotonic()
+        want = good = 0
+        touching_next = touching_any = False
+        for name in rest:
+            routes = {d.split("/")[0]: r["gateway"] for d, r in lab.routes(name).items()}
+            seen = time.monotonic() - start  # when this drone was read
+            wanted = everyone - set(lab.addresses[name].values())
+            mine = sum(1 for a in wanted if a in routes and routes[a] not in victim)
+            via = bool(set(routes.values()) & victim)
+            if mine == len(wanted) and not via:
+                around.setdefault(name, seen)
+            else:
+                around.pop(name, None)  # it flapped back: count from the last time
+            want += len(wanted)
+            good += mine
+            touching_next |= via
+            touching_any |= bool(set(routes) & victim)
+        t = time.monotonic() - start
+        rounds.append(time.monotonic() - round_start)
+        series.append((round(t, 2), round(good / want, 4)))
+        if t_around is None and good == want and not touching_next:
+            t_around = max(around.values())
+        if t_forgot is None and not touching_any and not touching_next:
+            t_forgot = t
+        if t_around is not None and t_forgot is not None:
+            break
+        time.sleep(0.2)
+    print(f"  centre lost: routes around it after {t_around and round(t_around, 1)} s, "
+          f"no route to it after {t_forgot and round(t_forgot, 1)} s", flush=True)  # fmt: skip
+    firsts = sorted(around.values())
+    return {
+        "cold_start_convergence_s": t_cold and round(t_cold, 1),
+        "node_lost_routes_around_s": t_around and round(t_around, 1),
+        "node_lost_first_drone_around_s": round(firsts[0], 1) if firsts else None,
+        "node_lost_median_drone_around_s": round(firsts[len(firsts) // 2], 1) if firsts else None,
+        "node_lost_forgotten_s": t_forgot and round(t_forgot, 1),
+        "route_polling_round_s": round(sum(rounds) / len(rounds), 2),
+        "steady_state": steady,
+        "cold_series": cold,
+        "lost_series": series,
+    }
+
+
+def compare(args: argparse.Namespace, profiles: list[str], out: Path) -> int:
+    kind = "grid with diagonal links" if args.diagonals else "grid"
+    size = args.size
+    print(f"{size}x{size} {kind} ({size * size} drones), profiles {', '.join(profiles)}")
+    found: dict[str, dict[str, Any]] = {}
+    for profile in profiles:
+        print(f"profile {timers_of(profile)}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="cdo-bench-") as tmp:
+            lab = Lab(Path(tmp), defaults=lab_mod.RFC, profile=profile)
+            try:
+                found[profile] = measure(lab, args)
+                links = sum(len(a) for a in lab.addresses.values()) // 2
+            finally:
+                lab.close()
+        found[profile]["timers"] = C.PROFILES[profile]
+    target = {"node_lost_routes_around_s": 3.0, "bytes_per_s_per_node_mean": 1000.0}
+    summary = {}
+    for profile, r in found.items():
+        s = r["steady_state"]
+        summary[profile] = {
+            "cold_start_convergence_s": r["cold_start_convergence_s"],
+            "node_lost_routes_around_s": r["node_lost_routes_around_s"],
+            "node_lost_forgotten_s": r["node_lost_forgotten_s"],
+            "bytes_per_s_per_node_mean": s["bytes_per_s_per_node_mean"],
+            "bytes_per_s_per_node_max": s["bytes_per_s_per_node_max"],
+            "cpu_s_per_min_per_node_mean": s["cpu_s_per_min_per_node_mean"],
+            "cpu_s_per_min_per_node_max": s["cpu_s_per_min_per_node_max"],
+            "fast_target_met": bool(
+                r["node_lost_routes_around_s"] is not None
+                and r["node_lost_routes_around_s"] < target["node_lost_routes_around_s"]
+                and s["bytes_per_s_per_node_mean"] < target["bytes_per_s_per_node_mean"]
+            ),
+        }
+    results = {
+        "grid": f"{size}x{size} {kind}",
+        "links": links,
+        "drones": size * size,
+        "order": profiles,
+        "target_for_fast": target,
+        "summary": summary,
+        "profiles": found,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    stem = "olsr-diagonal-profiles" if args.diagonals else "olsr-profiles"
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    plot_profiles(out / f"{stem}.png", {p: r["lost_series"] for p, r in found.items()}, kind)
+    print(json.dumps(summary, indent=1))
+    return 0 if all(r["node_lost_routes_around_s"] is not None for r in found.values()) else 1
+
+
+def plot_profiles(path: Path, lost: dict[str, list[Point]], kind: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, (profile, series) in enumerate(lost.items()):
+        colour = f"C{i}"
+        hold = C.PROFILES[profile]["hello_validity"]
+        ax.plot([t for t, _ in series], [100 * f for _, f in series], marker=".",
+                color=colour, label=f"{profile} (neighbour hold {hold:g} s)")  # fmt: skip
+        ax.axvline(hold, linestyle="--", color=colour, alpha=0.6)
+    ax.set_title(f"Centre drone lost, 5x5 {kind}: routes going around it")
+    ax.set_xlabel("seconds since the drone fell silent")
+    ax.set_ylabel("routes in place, not via the lost drone (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def run(lab: Lab, args: argparse.Namespace, out: Path) -> int:
