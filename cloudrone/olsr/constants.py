@@ -79,16 +79,21 @@ PROFILES: dict[str, dict[str, float]] = {
         "max_jitter": HELLO_INTERVAL / 4,
     },
     # Drones move: HELLO four times as often, so a lost neighbour is noticed after
-    # 1.5 s (still three missed HELLOs).
+    # 1.5 s (still three missed HELLOs); routes go around it in under 3 s. A change of
+    # neighbours sends TC, MID and HNA at once, so their periodic rounds only refresh:
+    # TC keeps the RFC's pace, MID and HNA (addresses and networks a flight does not
+    # change) half of it. Flooded messages, not HELLOs, are most of the traffic; with
+    # TC, MID and HNA every 2 s this profile cost 2.1 kB/s per drone on the 5x5 grid
+    # (docs/bench/olsr.md, "Timer profiles").
     "fast": {
         "hello_interval": 0.5,
         "hello_validity": 1.5,
-        "tc_interval": 2.0,
-        "tc_validity": 6.0,
-        "mid_interval": 2.0,
-        "mid_validity": 6.0,
-        "hna_interval": 2.0,
-        "hna_validity": 6.0,
+        "tc_interval": 5.0,
+        "tc_validity": 15.0,
+        "mid_interval": 10.0,
+        "mid_validity": 30.0,
+        "hna_interval": 10.0,
+        "hna_validity": 30.0,
         "max_jitter": 0.125,
     },
 }
