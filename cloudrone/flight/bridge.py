@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import ipaddress
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -39,6 +41,7 @@ from cloudrone.flight.rt import (
     sleep_until,
 )
 from cloudrone.flight.telemetry import (
+    Fix,
     SimAttitude,
     SimBattery,
     open_battery,
@@ -58,6 +61,24 @@ SENSOR_GPS = mavlink.MAV_SYS_STATUS_SENSOR_GPS
 SENSOR_AHRS = mavlink.MAV_SYS_STATUS_AHRS
 SENSOR_RC = mavlink.MAV_SYS_STATUS_SENSOR_RC_RECEIVER
 SENSOR_BATTERY = mavlink.MAV_SYS_STATUS_SENSOR_BATTERY
+SENSOR_PREARM = mavlink.MAV_SYS_STATUS_PREARM_CHECK
+SENSOR_RETRY_S = 5.0  # a missing sensor is looked for again this often
+MAX_STRANGERS_LOGGED = 64
+# Messages that change what the drone does: only the ground stations may send them.
+CONTROL_MESSAGES = frozenset(
+    {"MANUAL_CONTROL", "RC_CHANNELS_OVERRIDE", "COMMAND_LONG", "COMMAND_INT", "PARAM_SET"}
+)
+# Messages a station may ask for with MAV_CMD_REQUEST_MESSAGE.
+REQUESTABLE = {
+    mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION: "autopilot_version",
+    mavlink.MAVLINK_MSG_ID_HOME_POSITION: "home_position",
+    mavlink.MAVLINK_MSG_ID_EXTENDED_SYS_STATE: "extended_sys_state",
+    mavlink.MAVLINK_MSG_ID_SYS_STATUS: "sys_status",
+    mavlink.MAVLINK_MSG_ID_BATTERY_STATUS: "battery_status",
+    mavlink.MAVLINK_MSG_ID_HEARTBEAT: "heartbeat",
+}
+VERSION = (0, 1, 0)
+SIGNING_EPOCH = 1420070400  # 2015-01-01 00:00:00 UTC: MAVLink signing timestamps start here
 
 
 class StartError(RuntimeError):
@@ -91,6 +112,10 @@ class Bridge:
             "datagrams": 0,
             "messages": 0,
             "bad_frames": 0,
+            "rejected_frames": 0,
+            "rejected_sender": 0,
+            "rejected_unsigned": 0,
+            "rejected_bad_signature": 0,
             "wrong_target": 0,
             "handler_errors": 0,
             "manual_control": 0,
@@ -112,8 +137,37 @@ class Bridge:
         self.busy_s = 0.0
         self.params = self._make_params()
         self.warnings: list[str] = []
+        self.senders = config.mavlink.senders
+        self.strangers: set[str] = set()
+        self.signing: Any = None
+        if config.mavlink.signing_key is not None:
+            self._setup_signing(config.mavlink.signing_key, config.mavlink.signing_link_id)
+        # Optional sensors: None when working, else why not (the bridge flies without them).
+        self.sensor_errors: dict[str, str | None] = {}
+        self.home: Any = None  # the first position fix: HOME_POSITION, relative altitude
 
     # ------------------------------------------------------------------ setup
+    def _setup_signing(self, key: bytes, link_id: int) -> None:
+        """MAVLink 2 signing: our frames signed, unsigned and badly signed ones refused.
+
+        One signing state for the sender and every station's parser, so a
+        timestamp seen once is never accepted again (no replay), whichever
+        address it comes from.
+        """
+        self.mav.signing.secret_key = key
+        self.mav.signing.link_id = link_id
+        self.mav.signing.timestamp = int((time.time() - SIGNING_EPOCH) * 100_000)
+        self.mav.signing.sign_outgoing = True
+        self.mav.signing.allow_unsigned_callback = None
+        self.signing = self.mav.signing
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return any(address in net for net in self.senders)
+
     def _make_params(self) -> list[_Param]:
         c = self.config
         params = [
@@ -133,11 +187,12 @@ class Bridge:
         """Open everything; raise StartError with the fix on any failure."""
         try:
             self.backend.start()
-            for source in (self.battery, self.gps):
-                if source is not None:
-                    source.start()
         except BackendError as exc:
             raise StartError(str(exc)) from None
+        # Sensors are optional: without them the bridge flies and says what is missing.
+        for name, source in (("battery", self.battery), ("gps", self.gps)):
+            if source is not None:
+                self._start_sensor(name, source, time.monotonic())
         host, port = self.config.mavlink.listen
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -185,6 +240,32 @@ class Bridge:
             f"priority {self.realtime.fifo_priority}" if self.realtime.fifo else "REFUSED",
         )
         self.notifier.send("READY=1")
+
+    def _start_sensor(self, name: str, source: Any, now: float) -> None:
+        before = self.sensor_errors.get(name, "")
+        try:
+            source.start()
+        except BackendError as exc:
+            error = str(exc)
+        else:
+            error = None
+        self.sensor_errors[name] = error
+        self._due[f"retry_{name}"] = now + SENSOR_RETRY_S
+        if error is None and before:
+            self.warnings = [w for w in self.warnings if not w.startswith(f"{name.upper()} ")]
+            log.info("%s found: %s", name, source.name)
+            if self.sock is not None:
+                self._text(mavlink.MAV_SEVERITY_NOTICE, f"{name.capitalize()} sensor back", now)
+        elif error is not None and before is not None and before != error:
+            what = {
+                "battery": "no battery voltage: low-battery landing is OFF",
+                "gps": "no position",
+            }[name]
+            self.warnings = [w for w in self.warnings if not w.startswith(f"{name.upper()} ")]
+            self.warnings.append(f"{name.upper()} MISSING, flying without it ({what}): {error}")
+            log.warning(self.warnings[-1])
+            if self.sock is not None:
+                self._text(mavlink.MAV_SEVERITY_WARNING, self.warnings[-1], now)
 
     # ------------------------------------------------------------------ output
     def _targets(self, now: float) -> list[tuple[str, int]]:
@@ -250,14 +331,22 @@ class Bridge:
         )
         self._send(msg, now)
 
+    def armable(self, now: float) -> bool:
+        """Would an arm command be taken now (the pre-arm check of SYS_STATUS)."""
+        c = self.controller
+        return c.mode in (Mode.DISARMED, Mode.ARMED) and not c.battery_low and c.link_alive(now)
+
     def _sys_status(self, now: float) -> None:
         c = self.controller
-        present = SENSOR_RC
+        present = SENSOR_RC | SENSOR_PREARM
         health = SENSOR_RC if c.link_alive(now) else 0
+        if c.armed or self.armable(now):
+            health |= SENSOR_PREARM  # the spec: always healthy when armed
         voltage_mv, current_ca, remaining = 0xFFFF, -1, -1
         r = self.battery_reading
+        if self.battery is not None:
+            present |= SENSOR_BATTERY  # configured: a missing monitor shows as unhealthy
         if r is not None:
-            present |= SENSOR_BATTERY
             if not c.battery_low:
                 health |= SENSOR_BATTERY
             voltage_mv = min(0xFFFE, round(r.voltage * 1000))
@@ -266,7 +355,8 @@ class Bridge:
             remaining = remaining_percent(r.voltage, self.config.battery.cells)
         if self.gps is not None:
             present |= SENSOR_GPS
-            if self.fix is not None and self.fix.fix_type >= 2:
+            fixed = self.fix is not None and self.fix.fix_type >= 2
+            if fixed and not self.sensor_errors.get("gps"):
                 health |= SENSOR_GPS
         if self.attitude is not None:
             present |= SENSOR_AHRS
@@ -290,6 +380,84 @@ class Bridge:
         )
         self._send(msg, now)
 
+    def _battery_status(self, now: float, to: tuple[str, int] | None = None) -> None:
+        r = self.battery_reading
+        if self.battery is None or r is None:
+            return
+        mv = round(r.voltage * 1000)
+        # No cell voltages: the whole pack in cell 0 (spilling into cell 1 above 65.534 V).
+        cells = [min(mv, 0xFFFE)] + [0xFFFF] * 9
+        if mv > 0xFFFE:
+            cells[1] = mv - 0xFFFE
+        current_ca = -1
+        if r.current_a is not None:
+            current_ca = max(-1, min(32767, round(r.current_a * 100)))
+        state = (
+            mavlink.MAV_BATTERY_CHARGE_STATE_LOW
+            if self.controller.battery_low
+            else mavlink.MAV_BATTERY_CHARGE_STATE_OK
+        )
+        msg = mavlink.MAVLink_battery_status_message(
+            0,
+            mavlink.MAV_BATTERY_FUNCTION_ALL,
+            mavlink.MAV_BATTERY_TYPE_LIPO,
+            0x7FFF,  # temperature unknown
+            cells,
+            current_ca,
+            -1,  # consumed mAh unknown
+            -1,  # consumed energy unknown
+            remaining_percent(r.voltage, self.config.battery.cells),
+            0,
+            state,
+        )
+        self._send(msg, now, to)
+
+    def _landed_state(self) -> int:
+        c = self.controller
+        if c.mode in (Mode.FAILSAFE, Mode.LANDING):
+            return mavlink.MAV_LANDED_STATE_LANDING
+        if c.mode == Mode.ARMED and c.last.throttle > self.config.kk2.throttle_zero_us:
+            return mavlink.MAV_LANDED_STATE_IN_AIR
+        return mavlink.MAV_LANDED_STATE_ON_GROUND
+
+    def _extended_sys_state(self, now: float, to: tuple[str, int] | None = None) -> None:
+        msg = mavlink.MAVLink_extended_sys_state_message(
+            mavlink.MAV_VTOL_STATE_UNDEFINED, self._landed_state()
+        )
+        self._send(msg, now, to)
+
+    def _home_position(self, now: float, to: tuple[str, int] | None = None) -> bool:
+        h = self.home
+        if h is None:
+            return False
+        msg = mavlink.MAVLink_home_position_message(
+            round(h.lat * 1e7),
+            round(h.lon * 1e7),
+            round(h.alt_m * 1000),
+            0.0,
+            0.0,
+            0.0,
+            [1.0, 0.0, 0.0, 0.0],
+            0.0,
+            0.0,
+            0.0,
+            int(time.time() * 1e6),
+        )
+        self._send(msg, now, to)
+        return True
+
+    def _autopilot_version(self, now: float, to: tuple[str, int] | None = None) -> None:
+        caps = (
+            mavlink.MAV_PROTOCOL_CAPABILITY_MAVLINK2 | mavlink.MAV_PROTOCOL_CAPABILITY_PARAM_FLOAT
+        )
+        major, minor, patch = VERSION
+        # FIRMWARE_VERSION_TYPE_OFFICIAL (255) in the lowest byte
+        sw = (major << 24) | (minor << 16) | (patch << 8) | 255
+        version = mavlink.MAVLink_autopilot_version_message(
+            caps, sw, 0, 0, 0, [0] * 8, [0] * 8, [0] * 8, 0, 0, self.sysid
+        )
+        self._send(version, now, to)
+
     def _attitude(self, now: float) -> None:
         if self.attitude is None:
             return
@@ -302,9 +470,12 @@ class Bridge:
     def _gps(self, now: float) -> None:
         if self.gps is None:
             return
-        f = self.gps.read(now)
+        # A gpsd not reached at start is looked for by the retry in step().
+        f = Fix(0) if self.sensor_errors.get("gps") else self.gps.read(now)
         self.fix = f
-        eph = 0xFFFF if f.eph_m is None else min(0xFFFE, round(f.eph_m * 100))
+        # GPS_RAW_INT: eph is HDOP x 100 (unitless), h_acc the position error in mm.
+        hdop = 0xFFFF if f.hdop is None else min(0xFFFE, round(f.hdop * 100))
+        h_acc = 0 if f.eph_m is None else min(0xFFFFFFFF, round(f.eph_m * 1000))
         usec = int(time.time() * 1e6)
         self._send(
             mavlink.MAVLink_gps_raw_int_message(
@@ -313,29 +484,35 @@ class Bridge:
                 round(f.lat * 1e7),
                 round(f.lon * 1e7),
                 round(f.alt_m * 1000),
-                eph,
+                hdop,
                 0xFFFF,
                 min(0xFFFE, round(f.speed_ms * 100)),
-                min(35999, round(f.track_deg * 100)),
+                round(f.track_deg * 100) % 36000,
                 f.satellites,
+                0,
+                h_acc,
             ),
             now,
         )
         if f.fix_type >= 2:
-            heading = 0xFFFF
+            if self.home is None:
+                self.home = f
+                log.info("home set: %.7f, %.7f, %.1f m", f.lat, f.lon, f.alt_m)
+                self._home_position(now)
+            heading = 0xFFFF  # cdeg 0..35999, UINT16_MAX unknown
             if self.attitude is not None:
-                heading = round((self.attitude.state.yaw % 6.283185307) * 18000 / 3.141592654)
-                heading %= 36000
+                heading = round(math.degrees(self.attitude.state.yaw % math.tau) * 100) % 36000
+            track = math.radians(f.track_deg)
             self._send(
                 mavlink.MAVLink_global_position_int_message(
                     self._boot_ms(now),
-                    round(f.lat * 1e7),
+                    round(f.lat * 1e7),  # degE7
                     round(f.lon * 1e7),
-                    round(f.alt_m * 1000),
-                    0,
-                    0,
-                    0,
-                    0,
+                    round(f.alt_m * 1000),  # mm above mean sea level
+                    round((f.alt_m - self.home.alt_m) * 1000),  # mm above home
+                    round(f.speed_ms * math.cos(track) * 100),  # cm/s north
+                    round(f.speed_ms * math.sin(track) * 100),  # cm/s east
+                    0,  # cm/s down: not measured
                     heading,
                 ),
                 now,
@@ -356,6 +533,8 @@ class Bridge:
                 self._text(int(e.severity), e.text, now)
 
     def _ack(self, command: int, result: int, now: float, who: tuple[int, int]) -> None:
+        # To every station: a station that did not send the command ignores an ACK
+        # addressed to another (target_system, target_component).
         msg = mavlink.MAVLink_command_ack_message(command, result, 0, 0, who[0], who[1])
         self._send(msg, now)
 
@@ -373,6 +552,17 @@ class Bridge:
             self._datagram(data, addr, now)
 
     def _datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if not self._allowed(addr[0]):
+            # Not a ground station: nothing it sends is read, nothing goes back to it.
+            self.counters["rejected_sender"] += 1
+            self.counters["rejected_frames"] += 1
+            if addr[0] not in self.strangers and len(self.strangers) < MAX_STRANGERS_LOGGED:
+                self.strangers.add(addr[0])
+                log.warning(
+                    "MAVLink from %s:%d refused: not a ground station (mavlink.allowed_senders)",
+                    *addr,
+                )
+            return
         parser = self.parsers.get(addr)
         if parser is None:
             if len(self.parsers) >= MAX_PEERS:
@@ -382,6 +572,8 @@ class Bridge:
                 self.parsers.pop(oldest or next(iter(self.parsers)), None)
             parser = mavlink.MAVLink(None, srcSystem=self.sysid, srcComponent=COMPONENT_ID)
             parser.robust_parsing = True
+            if self.signing is not None:
+                parser.signing = self.signing
             self.parsers[addr] = parser
         try:
             msgs = parser.parse_buffer(data) or []
@@ -391,7 +583,14 @@ class Bridge:
             return
         for msg in msgs:
             if msg.get_type() == "BAD_DATA":
-                self.counters["bad_frames"] += 1
+                if "signature" in str(getattr(msg, "reason", "")):
+                    raw = bytes(getattr(msg, "data", b"") or b"")
+                    signed = len(raw) > 2 and raw[0] == 0xFD and raw[2] & 0x01
+                    key = "rejected_bad_signature" if signed else "rejected_unsigned"
+                    self.counters[key] += 1
+                    self.counters["rejected_frames"] += 1
+                else:
+                    self.counters["bad_frames"] += 1
                 continue
             self.counters["messages"] += 1
             new_peer = addr not in self.peers
@@ -405,6 +604,10 @@ class Bridge:
             except Exception:
                 self.counters["handler_errors"] += 1
                 log.exception("dropped a message that could not be handled: %s", msg)
+                if msg.get_type() in ("COMMAND_LONG", "COMMAND_INT"):
+                    # Never leave a command unanswered: the station would only time out.
+                    who = (msg.get_srcSystem(), msg.get_srcComponent())
+                    self._ack(msg.command, int(Result.FAILED), now, who)
 
     def _for_us(self, target: int, component: int | None = None) -> bool:
         ok = target in (0, self.sysid) and component in (None, 0, COMPONENT_ID)
@@ -459,7 +662,8 @@ class Bridge:
         self.counters["commands"] += 1
         who = (msg.get_srcSystem(), msg.get_srcComponent())
         if msg.command == mavlink.MAV_CMD_COMPONENT_ARM_DISARM:
-            force = round(msg.param2) == FORCE_MAGIC
+            # Unused parameters may be NaN (MAVSDK sends them so, as the spec allows).
+            force = math.isfinite(msg.param2) and round(msg.param2) == FORCE_MAGIC
             if msg.param1 == 1.0:
                 action, result = "arm", self.controller.request_arm(now)
             elif msg.param1 == 0.0:
@@ -471,22 +675,28 @@ class Bridge:
                 self.pending_acks[action] = who
             self._ack(msg.command, int(result), now, who)
             self._events(self.controller.drain_events(), now)
-        elif msg.command in (
-            mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES,
-            mavlink.MAV_CMD_REQUEST_MESSAGE,
-        ):
-            wanted = mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION
-            if msg.command == mavlink.MAV_CMD_REQUEST_MESSAGE and round(msg.param1) != wanted:
-                self._ack(msg.command, int(Result.UNSUPPORTED), now, who)
-                return
+        elif msg.command == mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES:
             self._ack(msg.command, int(Result.ACCEPTED), now, who)
-            caps = mavlink.MAV_PROTOCOL_CAPABILITY_MAVLINK2 | (
-                mavlink.MAV_PROTOCOL_CAPABILITY_PARAM_FLOAT
-            )
-            version = mavlink.MAVLink_autopilot_version_message(
-                caps, 0, 0, 0, 0, [0] * 8, [0] * 8, [0] * 8, 0, 0, self.sysid
-            )
-            self._send(version, now, addr)
+            self._autopilot_version(now, addr)
+        elif msg.command in (mavlink.MAV_CMD_REQUEST_MESSAGE, mavlink.MAV_CMD_GET_HOME_POSITION):
+            if msg.command == mavlink.MAV_CMD_GET_HOME_POSITION:
+                wanted = mavlink.MAVLINK_MSG_ID_HOME_POSITION
+            else:
+                wanted = round(msg.param1) if math.isfinite(msg.param1) else -1
+            name = REQUESTABLE.get(wanted)
+            if name is None:
+                self._ack(msg.command, int(Result.UNSUPPORTED), now, who)
+            elif name == "home_position" and self.home is None:
+                # No position fix yet: ask again later.
+                self._ack(msg.command, int(Result.TEMPORARILY_REJECTED), now, who)
+            elif name == "battery_status" and self.battery_reading is None:
+                self._ack(msg.command, int(Result.FAILED), now, who)
+            else:
+                self._ack(msg.command, int(Result.ACCEPTED), now, who)
+                if name in ("sys_status", "heartbeat"):
+                    getattr(self, f"_{name}")(now)
+                else:
+                    getattr(self, f"_{name}")(now, addr)
         else:
             self._ack(msg.command, int(Result.UNSUPPORTED), now, who)
 
@@ -529,24 +739,31 @@ class Bridge:
         """One output frame: read input, decide, write pulses, send what is due."""
         self._receive(now)
         c = self.controller
-        if self.battery is not None and self._due_now("battery", now, 0.2):
-            self.battery_reading = self.battery.read(now)
-            if isinstance(self.battery, SimBattery):
-                self.params[-1].value = round(self.battery_reading.voltage, 3)
-            c.on_battery(now, self.battery_reading.voltage)
+        if self.battery is not None:
+            self._read_battery(now)
+        if (
+            self.gps is not None
+            and self.sensor_errors.get("gps")
+            and self._due_now("retry_gps", now, SENSOR_RETRY_S)
+        ):
+            self._start_sensor("gps", self.gps, now)
         pulses = c.tick(now)
         self.backend.write(now, c.mode.value, pulses)
         self._events(c.drain_events(), now)
         if self.attitude is not None:
             flying = c.mode in ARMED_MODES and pulses.throttle > self.config.kk2.throttle_zero_us
             self.attitude.update(now, c.pilot, flying)
+        if self._due_now("gps", now, 0.5):
+            self._gps(now)
         if self._due_now("heartbeat", now, 1.0):
             self._heartbeat(now)
             self._sys_status(now)
+            self._extended_sys_state(now)
+            self._battery_status(now)
+        if self._due_now("home", now, 5.0):
+            self._home_position(now)
         if self._due_now("attitude", now, 0.1):
             self._attitude(now)
-        if self._due_now("gps", now, 0.5):
-            self._gps(now)
         if self._due_now("servo", now, 0.5):
             self._servo_output(now)
         if self._due_now("status", now, 1.0):
@@ -555,6 +772,38 @@ class Bridge:
             for w in self.warnings:  # repeated: a station that joins later hears it too
                 self._text(mavlink.MAV_SEVERITY_WARNING, w, now)
         self.notifier.watchdog(now)
+
+    def _read_battery(self, now: float) -> None:
+        assert self.battery is not None
+        if self.sensor_errors.get("battery"):
+            if self._due_now("retry_battery", now, SENSOR_RETRY_S):
+                self._start_sensor("battery", self.battery, now)
+            return
+        if not self._due_now("battery", now, 0.2):
+            return
+        try:
+            self.battery_reading = self.battery.read(now)
+        except OSError as exc:  # an I2C glitch must not stop the pulses
+            self.battery_reading = None
+            self.sensor_errors["battery"] = f"battery monitor stopped answering ({exc})"
+            self._due["retry_battery"] = now + SENSOR_RETRY_S
+            self.warnings.append(f"BATTERY MISSING: {self.sensor_errors['battery']}")
+            log.warning(self.warnings[-1])
+            self._text(mavlink.MAV_SEVERITY_WARNING, self.warnings[-1], now)
+            return
+        if isinstance(self.battery, SimBattery):
+            self.params[-1].value = round(self.battery_reading.voltage, 3)
+        self.controller.on_battery(now, self.battery_reading.voltage)
+
+    def _sensors_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, source in (("battery", self.battery), ("gps", self.gps)):
+            if source is None:
+                out[name] = {"source": "none", "ok": False, "error": None}
+            else:
+                error = self.sensor_errors.get(name)
+                out[name] = {"source": source.name, "ok": error is None, "error": error}
+        return out
 
     def status(self, now: float) -> dict[str, Any]:
         c = self.controller
@@ -583,11 +832,16 @@ class Bridge:
             "mavlink": {
                 "listen": "{}:{}".format(*self.config.mavlink.listen),
                 "ground_station": "{}:{}".format(*self.ground_station),
+                "allowed_senders": [str(n) for n in self.senders],
+                "signing": self.signing is not None,
                 "peers": sorted(f"{a[0]}:{a[1]}" for a in self.peers),
                 **self.counters,
                 "input_clamped": self.pilot.counters.clamped,
                 "input_dropped": self.pilot.counters.dropped,
             },
+            "sensors": self._sensors_status(),
+            "armable": self.armable(now),
+            "landed_state": self._landed_state(),
             "loop": {"rate_hz": self.config.rate_hz, **self.stats.summary()},
             "realtime": self.realtime.as_dict(),
             "warnings": self.warnings,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import os
+import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,20 @@ class MavlinkConfig:
     listen: tuple[str, int] = ("0.0.0.0", 14555)
     ground_station: tuple[str, int] = ("127.0.0.1", 14550)
     system_id: int = 1
+    # Who may fly: control from any other source address is refused and counted.
+    # None = the ground station's address alone.
+    allowed_senders: tuple[ipaddress.IPv4Network, ...] | None = None
+    # MAVLink 2 signing: a file holding the mission's 32-byte key as 64 hex digits.
+    signing_key_file: str | None = None
+    signing_link_id: int = 0
+    # The key itself, read from signing_key_file (never printed).
+    signing_key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def senders(self) -> tuple[ipaddress.IPv4Network, ...]:
+        if self.allowed_senders is not None:
+            return self.allowed_senders
+        return (ipaddress.IPv4Network(self.ground_station[0]),)
 
 
 @dataclass(frozen=True)
@@ -241,6 +257,63 @@ def _endpoint(value: Any) -> tuple[Any, str | None]:
     return (host, int(port_text)), None
 
 
+def _senders(value: Any) -> tuple[Any, str | None]:
+    fix = "give a list of IPv4 addresses or networks, e.g. [10.42.0.254, 10.250.0.0/24]"
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        return None, f"{value!r} is not a list of addresses; {fix}"
+    nets = []
+    for item in value:
+        try:
+            nets.append(ipaddress.IPv4Network(str(item), strict=False))
+        except ValueError:
+            return None, f"{item!r} is not an IPv4 address or network; {fix}"
+        if nets[-1].prefixlen == 0:
+            return None, f"{item!r} would let anyone fly the drone; {fix}"
+    return tuple(nets), None
+
+
+SIGNING_KEY_BYTES = 32
+
+
+def read_signing_key(path: str) -> tuple[bytes | None, str | None]:
+    """The key in ``path`` (64 hex digits), or why it cannot be used and how to fix it."""
+    fix = (
+        f"write the mission's {SIGNING_KEY_BYTES}-byte key as 64 hex digits "
+        "(e.g. from `openssl rand -hex 32`), owned by the bridge's user, mode 0600"
+    )
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None, f"{path}: no such file; {fix}, or remove the key to fly unsigned"
+    except OSError as exc:
+        return None, f"{path}: cannot read it ({exc.strerror}); {fix}"
+    if not stat.S_ISREG(st.st_mode):
+        return None, f"{path} is not a regular file; {fix}"
+    if st.st_mode & 0o077:
+        mode = stat.S_IMODE(st.st_mode)
+        return None, f"{path} has mode {mode:04o}, others may read the key; chmod 600 it"
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)
+    except OSError as exc:
+        return None, f"{path}: cannot read it ({exc.strerror}); {fix}"
+    except (UnicodeDecodeError, ValueError):
+        return None, f"{path} does not hold hex digits; {fix}"
+    if len(key) != SIGNING_KEY_BYTES:
+        return None, f"{path} holds {len(key)} bytes, not {SIGNING_KEY_BYTES}; {fix}"
+    return key, None
+
+
+def _key_file(value: Any) -> tuple[Any, str | None]:
+    path, error = _path(value)
+    if error:
+        return None, error
+    _, error = read_signing_key(path)
+    return (None, error) if error else (path, None)
+
+
 # --------------------------------------------------------------------------- schema
 
 _CHANNEL_SCHEMA: dict[str, Checker] = {
@@ -258,6 +331,9 @@ _SCHEMA: dict[str, Any] = {
         "listen": _endpoint,
         "ground_station": _endpoint,
         "system_id": _number(1, 255, integer=True),
+        "allowed_senders": _senders,
+        "signing_key_file": _optional(_key_file),
+        "signing_link_id": _number(0, 255, integer=True),
     },
     "backend": {
         "type": _choice(*BACKENDS),
@@ -493,6 +569,10 @@ def parse_config(text: str, source: str = "<string>") -> FlightConfig:
             out.append(f"{source}:{line}: {key}: {text_}" if line else f"{source}: {key}: {text_}")
         raise ConfigError(out)
     assert config is not None
+    if config.mavlink.signing_key_file is not None:
+        key, _ = read_signing_key(config.mavlink.signing_key_file)
+        mav = replace(config.mavlink, signing_key=key)
+        config = replace(config, mavlink=mav)
     return config
 
 

@@ -148,14 +148,15 @@ class Fix:
     speed_ms: float = 0.0
     track_deg: float = 0.0
     satellites: int = 255  # 255 = unknown
-    eph_m: float | None = None
+    eph_m: float | None = None  # estimated horizontal error, metres
+    hdop: float | None = None  # horizontal dilution of precision (unitless)
 
 
 class SimGps:
     name = "sim"
 
     def __init__(self, lat: float, lon: float, alt_m: float) -> None:
-        self.fix = Fix(3, lat, lon, alt_m, 0.0, 0.0, 10, 1.2)
+        self.fix = Fix(3, lat, lon, alt_m, 0.0, 0.0, 10, eph_m=1.2, hdop=0.9)
 
     def start(self) -> None:
         return None
@@ -180,6 +181,7 @@ class GpsdSource:
         self.buffer = b""
         self.fix = Fix(0)
         self.satellites = 255
+        self.hdop: float | None = None
         self.next_retry = 0.0
 
     def _connect(self) -> None:
@@ -208,6 +210,8 @@ class GpsdSource:
         if report.get("class") == "SKY":
             used = [s for s in report.get("satellites", []) if s.get("used")]
             self.satellites = report.get("uSat", len(used))
+            hdop = report.get("hdop")
+            self.hdop = float(hdop) if isinstance(hdop, int | float) else None
         elif report.get("class") == "TPV":
             mode = int(report.get("mode", 0))
             if mode < 2 or "lat" not in report or "lon" not in report:
@@ -222,6 +226,7 @@ class GpsdSource:
                 track_deg=float(report.get("track", 0.0)),
                 satellites=self.satellites,
                 eph_m=report.get("eph"),
+                hdop=self.hdop,
             )
 
     def read(self, now: float) -> Fix:

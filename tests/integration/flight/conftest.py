@@ -31,6 +31,23 @@ from cloudrone.flight.backends import read_frames
 LOOPBACK = "127.0.0.1"
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something true; fail after ``timeout``.
+
+    Tests wait on conditions, never for fixed times: a slow machine only
+    makes them take longer. (Exact timing is checked on a fake clock in
+    tests/unit/flight.)
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or predicate}")
+        time.sleep(0.02)
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((LOOPBACK, 0))
@@ -80,6 +97,25 @@ class BridgeProcess:
     def frames(self) -> list[tuple[float, str, tuple[int, int, int, int]]]:
         return read_frames(self.record)
 
+    def last_frame(self) -> tuple[float, str, tuple[int, int, int, int]] | None:
+        frames = self.frames()
+        return frames[-1] if frames else None
+
+    def wait_frame(
+        self, mode: str | None = None, pulses: tuple[int, ...] | None = None, timeout: float = 10.0
+    ) -> tuple[float, str, tuple[int, int, int, int]]:
+        """Wait until the latest recorded frame has this mode and/or these pulses."""
+
+        def match() -> Any:
+            f = self.last_frame()
+            ok = f is not None and mode in (None, f[1]) and pulses in (None, f[2])
+            return f if ok else None
+
+        return wait_until(match, timeout, f"frame {mode} {pulses}; last {self.last_frame()}")
+
+    def wait_status(self, predicate: Callable[[dict[str, Any]], Any], timeout: float = 10.0) -> Any:
+        return wait_until(lambda: predicate(self.status()), timeout, "status condition")
+
     def status(self) -> dict[str, Any]:
         for _ in range(20):
             try:
@@ -103,10 +139,18 @@ class BridgeProcess:
 class GroundStation:
     """A pymavlink ground station plus a 25 Hz pilot thread."""
 
-    def __init__(self, port: int, target_system: int = 1) -> None:
+    def __init__(
+        self,
+        port: int,
+        target_system: int = 1,
+        signing_key: bytes | None = None,
+        address: str = LOOPBACK,
+    ) -> None:
         self.conn = mavutil.mavlink_connection(
-            f"udpin:{LOOPBACK}:{port}", source_system=255, source_component=190
+            f"udpin:{address}:{port}", source_system=255, source_component=190
         )
+        if signing_key is not None:
+            self.conn.setup_signing(signing_key, sign_outgoing=True)
         self.target = target_system
         self.sticks = (0, 0, 0, 0)  # x pitch, y roll, z thrust, r yaw
         self.channels: tuple[int, ...] | None = None  # RC override stream instead
@@ -203,8 +247,8 @@ def bridge(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
 def ground() -> Iterator[Callable[[BridgeProcess], GroundStation]]:
     stations: list[GroundStation] = []
 
-    def connect(b: BridgeProcess) -> GroundStation:
-        gs = GroundStation(b.gs_port)
+    def connect(b: BridgeProcess, **options: Any) -> GroundStation:
+        gs = GroundStation(b.gs_port, **options)
         stations.append(gs)
         gs.start()
         return gs

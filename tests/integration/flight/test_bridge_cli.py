@@ -56,6 +56,23 @@ def test_check_names_file_line_key_and_fix(tmp_path: Path) -> None:
     assert not (tmp_path / "status.json").exists()
 
 
+def test_check_reports_the_access_keys(tmp_path: Path) -> None:
+    key = tmp_path / "signing.key"
+    key.write_text("00" * 32)
+    key.chmod(0o640)
+    p = tmp_path / "flight.yml"
+    p.write_text(
+        f"mavlink:\n  listen: 127.0.0.1:{free_port()}\n  allowed_senders: [anyone]\n"
+        f"  signing_key_file: {key}\nkk2: {{gesture_hold_s: 99}}\n"
+    )
+    r = run("--check", str(p))
+    assert r.returncode == 1
+    assert f"{p}:5: kk2.gesture_hold_s: 99 is out of range" in r.stderr
+    assert f"{p}:3: mavlink.allowed_senders: 'anyone' is not an IPv4 address" in r.stderr
+    assert f"{p}:4: mavlink.signing_key_file: {key} has mode 0640" in r.stderr
+    assert "00000000" not in r.stderr + r.stdout
+
+
 def test_a_bad_config_stops_the_bridge_before_it_touches_anything(tmp_path: Path) -> None:
     p = config(tmp_path, "channels: {throttle: {reversed: true}}\n")
     r = run("--config", str(p))

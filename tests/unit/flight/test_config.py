@@ -76,3 +76,54 @@ def test_bad_values_are_explained(text: str, key: str, words: str) -> None:
 def test_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.yml")
+
+
+def test_allowed_senders_default_to_the_ground_station_and_accept_networks() -> None:
+    c = parse_config("mavlink: {ground_station: 10.42.0.254:14550}")
+    assert [str(n) for n in c.mavlink.senders] == ["10.42.0.254/32"]
+    c = parse_config("mavlink: {allowed_senders: [10.42.0.254, 10.250.0.0/24]}")
+    assert [str(n) for n in c.mavlink.senders] == ["10.42.0.254/32", "10.250.0.0/24"]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("[0.0.0.0/0]", "would let anyone fly the drone"),
+        ("[ten]", "'ten' is not an IPv4 address or network"),
+        ("[]", "is not a list of addresses"),
+    ],
+)
+def test_bad_allowed_senders_are_named(value: str, words: str) -> None:
+    (problem,) = _problems(f"mavlink:\n  allowed_senders: {value}\n")
+    assert problem.startswith("/etc/cloudrone/flight.yml:2: mavlink.allowed_senders: ")
+    assert words in problem and "give a list of IPv4 addresses" in problem
+
+
+def test_signing_key_is_read_from_its_file(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    key.write_text("ab" * 32 + "\n")
+    key.chmod(0o600)
+    c = parse_config(f"mavlink: {{signing_key_file: {key}}}")
+    assert c.mavlink.signing_key == bytes([0xAB]) * 32
+    assert "abab" not in repr(c)  # the key never shows in logs
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "words"),
+    [
+        ("ab" * 32, 0o644, "has mode 0644, others may read the key; chmod 600 it"),
+        ("ab" * 16, 0o600, "holds 16 bytes, not 32"),
+        ("not hex at all", 0o600, "does not hold hex digits"),
+        (None, 0o600, "no such file"),
+    ],
+)
+def test_a_bad_signing_key_file_is_explained(
+    tmp_path: Path, content: str | None, mode: int, words: str
+) -> None:
+    key = tmp_path / "k"
+    if content is not None:
+        key.write_text(content)
+        key.chmod(mode)
+    (problem,) = _problems(f"mavlink:\n  signing_key_file: {key}\n")
+    assert problem.startswith("/etc/cloudrone/flight.yml:2: mavlink.signing_key_file: ")
+    assert words in problem
