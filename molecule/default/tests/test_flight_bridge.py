@@ -51,5 +51,88 @@ def test_frames_recorded_with_pulses_in_the_kk2_range(host):
         assert all(1000 <= p <= 2000 for p in pulses), row
 
 
-def test_mavlink_port_listens(host):
-    assert host.socket("udp://0.0.0.0:14555").is_listening
+def main_pid(host) -> int:
+    pid = int(host.check_output("systemctl show -p MainPID --value cloudrone-flight-bridge"))
+    assert pid > 0
+    return pid
+
+
+def proc_status(host, pid: int) -> dict:
+    out = {}
+    for line in host.file(f"/proc/{pid}/status").content_string.splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+CAP_IPC_LOCK = 14
+CAP_SYS_NICE = 23
+
+
+def test_runs_as_its_own_user_not_root(host):
+    user = host.user("cloudrone-flight")
+    assert user.exists and user.uid != 0
+    assert user.shell == "/usr/sbin/nologin"
+    status = proc_status(host, main_pid(host))
+    uids = status["Uid"].split()
+    assert set(uids) == {str(user.uid)}, uids  # real, effective, saved, fs
+    assert status["NoNewPrivs"] == "1"
+
+
+def test_holds_only_the_capabilities_it_needs(host):
+    status = proc_status(host, main_pid(host))
+    wanted = (1 << CAP_IPC_LOCK) | (1 << CAP_SYS_NICE)
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(status[field], 16) == wanted, (field, status[field])
+
+
+def test_fifo_still_granted_to_the_unprivileged_bridge(host):
+    # The root-only ExecStartPre (+) handed RT time down to the unit's cgroup;
+    # CAP_SYS_NICE lets the bridge's user take SCHED_FIFO with it.
+    s = status(host)
+    assert s["realtime"]["fifo"] is True, s["realtime"]
+    policy = host.check_output(f"chrt -p {main_pid(host)}")
+    assert "SCHED_FIFO" in policy, policy
+    assert s["realtime"]["memory_locked"] is True, s["realtime"]
+
+
+def test_listens_on_the_management_address_only(host):
+    s = status(host)
+    listen = s["mavlink"]["listen"]
+    assert not listen.startswith("0.0.0.0:")
+    assert host.socket(f"udp://{listen}").is_listening
+    assert not host.socket("udp://0.0.0.0:14555").is_listening
+
+
+def test_only_the_ground_station_may_fly(host):
+    s = status(host)
+    assert s["mavlink"]["allowed_senders"] == ["10.42.0.254/32"]
+    fragment = host.file("/etc/cloudrone/firewall.d/30-flight-bridge.nft")
+    assert fragment.exists and "10.42.0.254" in fragment.content_string
+    ruleset = host.check_output("nft list set inet cloudrone ground_stations")
+    assert "10.42.0.254" in ruleset
+
+
+def test_the_sandbox_is_on(host):
+    props = host.check_output(
+        "systemctl show -p ProtectSystem -p ProtectHome -p PrivateTmp -p NoNewPrivileges "
+        "-p User cloudrone-flight-bridge"
+    )
+    for expected in (
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "User=cloudrone-flight",
+    ):
+        assert expected in props.splitlines(), props
+
+
+def test_status_and_frames_written_by_the_bridge_user(host):
+    for path in (STATUS, FRAMES):
+        assert host.file(path).user == "cloudrone-flight"
+
+
+def test_no_signing_key_left_when_the_link_is_unsigned(host):
+    assert not host.file("/etc/cloudrone/flight-signing.key").exists
+    assert "signing_key_file" not in host.file("/etc/cloudrone/flight.yml").content_string

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.integration
 
@@ -48,12 +49,23 @@ PLAY = """
 def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_group: bool) -> None:
     play = tmp_path / "play.yml"
     play.write_text(PLAY.format(role=ROLE, out=tmp_path))
-    extra = {
-        "ansible_facts": {"processor_nproc": 4},
+    key = "0123456789abcdef" * 4
+    key_file = tmp_path / "flight-signing.key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    extra: dict[str, object] = {
+        "ansible_facts": {"processor_nproc": 4, "default_ipv4": {"address": "10.250.0.99"}},
         "cloudrone_simulated": simulated,
         "flight_bridge_venv_dir": str(BIN.parent),
         "flight_bridge_rt_group_sched": rt_group,
+        "flight_bridge_ground_stations": ["10.42.0.253", "10.250.0.0/24"],
     }
+    if simulated:  # the management address from the inventory's ansible_host
+        extra["ansible_host"] = "10.250.0.11"
+    else:  # a host name: the default IPv4 address; and a signed link
+        extra["ansible_host"] = "drone-a.local"
+        extra["flight_bridge_signing_key"] = key
+        extra["flight_bridge_signing_key_file"] = str(key_file)
     r = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", json.dumps(extra), str(play)],
         capture_output=True,
@@ -75,6 +87,12 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
     assert check.returncode == 0, check.stderr
     assert f"backend {'sim' if simulated else 'pca9685'}" in check.stdout
     assert "ground station 10.42.0.254:14550" in check.stdout
+    listen = "10.250.0.11" if simulated else "10.250.0.99"
+    assert f"MAVLink on {listen}:14555" in check.stdout
+    rendered = yaml.safe_load(config)["mavlink"]
+    assert rendered["allowed_senders"] == ["10.42.0.254", "10.42.0.253", "10.250.0.0/24"]
+    assert key not in config  # the key stays in its 0600 file
+    assert rendered.get("signing_key_file") == (None if simulated else str(key_file))
     unit = (tmp_path / "cloudrone-flight-bridge.service").read_text()
     assert unit.startswith("#")
     for line in (
@@ -84,14 +102,28 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
         "CPUAffinity=3",
         "LimitMEMLOCK=infinity",
         f"ExecStart={BRIDGE} --config /etc/cloudrone/flight.yml",
+        "User=cloudrone-flight",
+        "AmbientCapabilities=CAP_SYS_NICE CAP_IPC_LOCK",
+        "CapabilityBoundingSet=CAP_SYS_NICE CAP_IPC_LOCK",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_INET AF_UNIX",
     ):
         assert line in unit.splitlines(), line
     if rt_group:
-        assert f"ExecStartPre=-{BRIDGE} --grant-rt-budget 100000" in unit
+        # Root for this step alone: it writes cgroup files outside the sandbox.
+        assert f"ExecStartPre=-+{BRIDGE} --grant-rt-budget 100000" in unit
         assert "CPUSchedulingPolicy=fifo" not in unit
     else:
         assert "CPUSchedulingPolicy=fifo" in unit.splitlines()
         assert "CPUSchedulingPriority=50" in unit.splitlines()
+    # Real hardware (PCA9685, INA219) through the i2c group; the sim needs no devices.
+    if simulated:
+        assert "PrivateDevices=yes" in unit.splitlines() and "SupplementaryGroups" not in unit
+    else:
+        assert "SupplementaryGroups=i2c" in unit.splitlines() and "PrivateDevices" not in unit
     if shutil.which("systemd-analyze"):
         v = subprocess.run(
             ["systemd-analyze", "verify", str(tmp_path / "cloudrone-flight-bridge.service")],
