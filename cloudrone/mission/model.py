@@ -46,6 +46,9 @@ SCHEMA: dict[str, Any] = {
                     "management_address": {"type": "string"},
                     "mesh_address": {"type": "string"},
                     "model": {"enum": sorted(["pi2", "pi3", "pi4", "pi5"])},
+                    # MAVLink system id of the drone's flight bridge: unique in the
+                    # fleet; by default the drone's 1-based position in this list.
+                    "system_id": {"type": "integer", "minimum": 1, "maximum": 255},
                 },
             },
         },
@@ -66,6 +69,7 @@ HINTS: dict[str, str] = {
     "name": "use lower-case letters, digits and dashes, e.g. drone-1",
     "model": f"use one of {', '.join(sorted(MODELS))}",
     "admin_user": "use a Linux user name such as cloudrone",
+    "system_id": "give each drone its own MAVLink system id from 1 to 255",
 }
 
 
@@ -79,6 +83,7 @@ class DronePlan:
     management_address: str
     mesh_address: ipaddress.IPv4Address
     model: str
+    system_id: int = 1
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -145,6 +150,7 @@ def load(bundle: Path) -> Mission:
     target = data["target"]
     seen_names: dict[str, int] = {}
     seen_addr: dict[str, str] = {}
+    seen_ids: dict[int, tuple[int, bool]] = {}  # system id -> (drone index, given explicitly)
     drones: list[DronePlan] = []
     for i, raw in enumerate(data["drones"]):
         name = raw["name"]
@@ -194,12 +200,26 @@ def load(bundle: Path) -> Mission:
                     continue
                 seen_addr[str(addr)] = name
             addrs[key] = addr
+        explicit = "system_id" in raw
+        system_id = raw["system_id"] if explicit else i + 1
+        if system_id in seen_ids:
+            other, other_explicit = seen_ids[system_id]
+            origin = "its system_id" if other_explicit else "its position in the list"
+            given = "" if explicit else f" (drones[{i}] has it by its position)"
+            free = next(n for n in range(1, 256) if n not in seen_ids and n != system_id)
+            report(
+                ["drones", i, "system_id"],
+                f"system id {system_id} is already drones[{other}]'s ({origin}){given}; "
+                f"give every drone its own system_id, e.g. {free}",
+            )
+        seen_ids.setdefault(system_id, (i, explicit))
         drones.append(
             DronePlan(
                 name=name,
                 management_address=str(raw["management_address"]),
                 mesh_address=addrs.get("mesh_address", ipaddress.IPv4Address(0)),
                 model=raw.get("model", "pi2"),
+                system_id=system_id,
             )
         )
     problems.raise_if_any(MissionError)

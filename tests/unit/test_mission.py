@@ -125,3 +125,44 @@ def test_ssh_target_accepts_host_names(tmp_path):
     mission = load(bundle_with(tmp_path, text))
     assert mission.drones[0].management_address == "drone-1.local"
     assert str(mission.ssh_key).endswith(".ssh/id_ed25519")
+
+
+def test_system_ids_default_to_the_position_in_the_list():
+    mission = load(ROOT / "missions" / "demo")
+    assert [d.system_id for d in mission.drones] == [1, 2, 3]
+
+
+def test_system_id_may_be_given(tmp_path):
+    text = DEMO.replace("name: drone-2\n", "name: drone-2\n    system_id: 42\n")
+    mission = load(bundle_with(tmp_path, text))
+    assert [d.system_id for d in mission.drones] == [1, 42, 3]
+
+
+def test_duplicate_system_id_is_named_with_its_line_and_a_free_id(tmp_path):
+    text = DEMO.replace("name: drone-3\n", "name: drone-3\n    system_id: 2\n")
+    (problem,) = problems(tmp_path, text)
+    assert problem == (
+        f"{tmp_path}/mission.yml:{line_of(text, 'system_id: 2')} drones[2].system_id: "
+        "system id 2 is already drones[1]'s (its position in the list); "
+        "give every drone its own system_id, e.g. 3"
+    )
+
+
+def test_a_position_taken_by_an_explicit_system_id_is_reported(tmp_path):
+    text = DEMO.replace("name: drone-1\n", "name: drone-1\n    system_id: 2\n")
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith(
+        f"{tmp_path}/mission.yml:{line_of(text, '- name: drone-2')} drones[1].system_id: "
+    )
+    assert "already drones[0]'s (its system_id) (drones[1] has it by its position)" in problem
+    assert problem.endswith("; give every drone its own system_id, e.g. 1")
+
+
+@pytest.mark.parametrize("value", ["0", "256", "one"])
+def test_system_id_out_of_range(tmp_path, value):
+    text = DEMO.replace("name: drone-2\n", f"name: drone-2\n    system_id: {value}\n")
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith(
+        f"{tmp_path}/mission.yml:{line_of(text, 'system_id:')} drones[1].system_id: "
+    )
+    assert problem.endswith("; give each drone its own MAVLink system id from 1 to 255")
