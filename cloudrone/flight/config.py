@@ -120,7 +120,8 @@ class FailsafeConfig:
 @dataclass(frozen=True)
 class Ina219Config:
     bus: int = 1
-    address: int = 0x40
+    # 0x41 (A0 bridged): the pulse board's PCA9685 answers at 0x40 on the same bus
+    address: int = 0x41
     shunt_ohms: float = 0.1
 
 
@@ -515,6 +516,19 @@ def _cross_check(c: FlightConfig, problems: list[tuple[str, str]]) -> None:
                 "failsafe.descent_us",
                 f"{c.failsafe.descent_us} us lies outside the throttle endpoints "
                 f"{thr.min_us}-{thr.max_us} us; pick a value a little below hover",
+            )
+        )
+    pwm, ina = c.backend.pca9685, c.battery.ina219
+    if (
+        c.backend.type == "pca9685"
+        and c.battery.source == "ina219"
+        and (pwm.bus, pwm.address) == (ina.bus, ina.address)
+    ):
+        problems.append(
+            (
+                "battery.ina219.address",
+                f"{ina.address} is the pulse board's (backend.pca9685.address) on bus {ina.bus}; "
+                f"give the battery monitor its own address (bridge A0 on the INA219: 65)",
             )
         )
     if c.backend.type == "pca9685":

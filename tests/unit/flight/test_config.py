@@ -63,6 +63,11 @@ def test_errors_name_file_line_key_and_fix() -> None:
             "channels.rudder.output",
             "0-15",
         ),
+        (
+            "backend: {type: pca9685}\nbattery: {source: ina219, ina219: {address: 64}}",
+            "battery.ina219.address",
+            "the pulse board's",
+        ),
         ("[1, 2]", "", "mapping"),
         ("failsafe: [", "", "YAML"),
     ],
@@ -127,3 +132,10 @@ def test_a_bad_signing_key_file_is_explained(
     (problem,) = _problems(f"mavlink:\n  signing_key_file: {key}\n")
     assert problem.startswith("/etc/cloudrone/flight.yml:2: mavlink.signing_key_file: ")
     assert words in problem
+
+
+def test_the_pulse_board_and_the_battery_monitor_default_to_different_addresses() -> None:
+    # both sit on I2C bus 1 of a Pi; one default address for both made them collide
+    config = parse_config("backend: {type: pca9685}\nbattery: {source: ina219}\n")
+    assert config.backend.pca9685.address == 0x40
+    assert config.battery.ina219.address == 0x41
