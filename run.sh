@@ -4,7 +4,7 @@
 # reusing whatever is already there.
 #
 #   ./run.sh demo     bring up the demo mission: three simulated drones, provisioned
-#   ./run.sh test     lint, unit and integration tests, molecule (about 13 minutes)
+#   ./run.sh test     lint, unit and integration tests, molecule (about 15 minutes)
 #   ./run.sh lint     ruff, yamllint, ansible-lint, syntax check only
 #   ./run.sh down     take the demo fleet down
 #   ./run.sh setup    only install what the others need
