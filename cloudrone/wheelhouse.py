@@ -243,11 +243,11 @@ def write_bundle(wheel: Path, deps: Path, bundle: Path, pins: str) -> bool:
 def build(dest: Path, targets: list[Target], root: Path | None = None) -> dict:
     root = root or project_root()
     wheel, changed = build_project_wheel(root, dest)
+    pins = "\n".join(runtime_requirements(root)) + "\n"  # the same for every target
     bundles = {}
     for target in targets:
         changed |= download_dependencies(root, dest, target)
         bundle = dest / f"cloudrone-bundle-{target}.tar"
-        pins = "\n".join(runtime_requirements(root)) + "\n"
         changed |= write_bundle(wheel, dest / str(target), bundle, pins)
         bundles[str(target)] = {"path": str(bundle), "sha256": _sha256(bundle)}
     return {

@@ -338,70 +338,23 @@ def run(lab: Lab, args: argparse.Namespace, out: Path) -> int:
     kind = "grid with diagonal links" if args.diagonals else "grid"
     stem = "olsr-diagonal" if args.diagonals else "olsr"
     print(f"building a {size}x{size} {kind} ({size * size} drones) ...", flush=True)
-    names = [n for row in lab_mod.build_grid(lab, size, args.diagonals) for n in row]
-    for name in names:
-        lab.start(name)
-    t_cold, cold = watch(lab, names, timeout=120)
-    print(f"cold start: full convergence after {t_cold and round(t_cold, 1)} s", flush=True)
-
-    time.sleep(5)
-    before = snapshot(lab, names)
-    t0 = time.monotonic()
-    time.sleep(args.steady)
-    after = snapshot(lab, names)
-    steady = traffic(before, after, time.monotonic() - t0)
-    print(json.dumps(steady, indent=1), flush=True)
-
-    centre = f"r{size // 2}c{size // 2}"
-    victim = set(lab.addresses[centre].values())
-    rest = [n for n in names if n != centre]
-    lab.remove_node(centre)
-
-    start = time.monotonic()
-    series: list[Point] = []
-    t_around = t_forgot = None
-    everyone = lab.all_addresses(rest)
-    while time.monotonic() - start < 90:
-        t = time.monotonic() - start
-        want = good = 0
-        touching_next = touching_any = False
-        for name in rest:
-            routes = {d.split("/")[0]: r["gateway"] for d, r in lab.routes(name).items()}
-            wanted = everyone - set(lab.addresses[name].values())
-            want += len(wanted)
-            good += sum(1 for a in wanted if a in routes and routes[a] not in victim)
-            touching_next |= bool(set(routes.values()) & victim)
-            touching_any |= bool(set(routes) & victim)
-        frac = good / want
-        series.append((round(t, 2), round(frac, 4)))
-        if t_around is None and frac >= 1.0 and not touching_next:
-            t_around = t
-        if t_forgot is None and not touching_any and not touching_next:
-            t_forgot = t
-        if t_around is not None and t_forgot is not None:
-            break
-        time.sleep(0.5)
-    print(f"centre lost: routes around it after {t_around and round(t_around, 1)} s, "
-          f"no route to it after {t_forgot and round(t_forgot, 1)} s", flush=True)  # fmt: skip
-
+    m = measure(lab, args)
     results = {
         "grid": f"{size}x{size} {kind}",
         "links": sum(len(a) for a in lab.addresses.values()) // 2,
         "drones": size * size,
         "timers": "RFC 3626 defaults (HELLO 2 s/6 s, TC 5 s/15 s, MID and HNA 5 s/15 s)",
-        "cold_start_convergence_s": t_cold and round(t_cold, 1),
-        "node_lost_routes_around_s": t_around and round(t_around, 1),
-        "node_lost_forgotten_s": t_forgot and round(t_forgot, 1),
-        "steady_state": steady,
+        **{k: v for k, v in m.items() if not k.endswith("_series")},
         "expected": expectations(size),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     (out / f"{stem}-results.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(out / f"{stem}-convergence.png", cold, series)
+    plot(out / f"{stem}-convergence.png", m["cold_series"], m["lost_series"])
     print(json.dumps(results, indent=1))
-    budget_ok = steady["cpu_s_per_min_per_node_max"] <= 1.2
+    budget_ok = m["steady_state"]["cpu_s_per_min_per_node_max"] <= 1.2
     print(f"CPU budget (2% of one core = 1.2 s/min per drone): {'met' if budget_ok else 'MISSED'}")
-    return 0 if t_cold is not None and t_around is not None else 1
+    ok = m["cold_start_convergence_s"] is not None and m["node_lost_routes_around_s"] is not None
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
