@@ -2,7 +2,8 @@
 
 A bad file never half-applies: :func:`load_config` either returns a complete
 :class:`FlightConfig` or raises :class:`ConfigError` listing every problem as
-``FILE:LINE: KEY: what is wrong; how to fix it``.
+``FILE:LINE KEY: what is wrong; how to fix it``, the way every Cloudrone
+configuration reports (:mod:`cloudrone.problems`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cloudrone import yamlpos
+from cloudrone.problems import ConfigProblems, Problems, parse_yaml, read_yaml
 
 DEFAULT_CONFIG_PATH = Path("/etc/cloudrone/flight.yml")
 
@@ -31,12 +30,11 @@ AXES = ("aileron", "elevator", "throttle", "rudder")
 BACKENDS = ("sim", "pca9685", "pigpio")
 
 
-class ConfigError(Exception):
-    """Every problem found in one configuration file."""
+KIND = "flight bridge configuration"
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+
+class ConfigError(ConfigProblems):
+    """A refused configuration; ``problems`` holds one line per problem."""
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -402,33 +400,34 @@ _SCHEMA: dict[str, Any] = {
 
 
 def _validate(
-    raw: Mapping[str, Any], schema: Mapping[str, Any], prefix: str, problems: list[tuple[str, str]]
+    raw: Mapping[str, Any], schema: Mapping[str, Any], at: tuple[str, ...], problems: Problems
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    prefix = "".join(f"{part}." for part in at)
     for key, value in raw.items():
-        dotted = f"{prefix}{key}"
+        path = (*at, str(key))
         if key not in schema:
             close = difflib.get_close_matches(str(key), list(schema), n=1)
             hint = f"did you mean {prefix}{close[0]}?" if close else "remove it"
             known = ", ".join(schema)
-            problems.append((dotted, f"unknown key; {hint} (known here: {known})"))
+            problems.add(path, f"unknown key; {hint} (known here: {known})")
             continue
         rule = schema[key]
         if isinstance(rule, dict):
             if not isinstance(value, Mapping):
-                problems.append((dotted, f"{value!r} must be a mapping of {', '.join(rule)}"))
+                problems.add(path, f"{value!r} must be a mapping of {', '.join(rule)}")
                 continue
-            out[key] = _validate(value, rule, dotted + ".", problems)
+            out[key] = _validate(value, rule, path, problems)
         else:
             checked, error = rule(value)
             if error:
-                problems.append((dotted, error))
+                problems.add(path, error)
             else:
                 out[key] = checked
     return out
 
 
-def _build(data: Mapping[str, Any], source: str, problems: list[tuple[str, str]]) -> FlightConfig:
+def _build(data: Mapping[str, Any], source: str, problems: Problems) -> FlightConfig:
     d = FlightConfig()
 
     def sub(section: str) -> Mapping[str, Any]:
@@ -480,43 +479,39 @@ def _build(data: Mapping[str, Any], source: str, problems: list[tuple[str, str]]
     return config
 
 
-def _cross_check(c: FlightConfig, problems: list[tuple[str, str]]) -> None:
+def _cross_check(c: FlightConfig, problems: Problems) -> None:
     """Rules that tie several keys together."""
+
+    def fail(key: str, what: str) -> None:
+        problems.add(key.split("."), what)
+
     for axis, ch in c.channels.items():
         key = f"channels.{axis}"
         if not ch.min_us < 1500 + ch.trim_us < ch.max_us:
-            problems.append(
-                (
-                    f"{key}.trim_us",
-                    f"centre {1500 + ch.trim_us} us is not between min_us {ch.min_us} and "
-                    f"max_us {ch.max_us}; keep min_us < 1500 + trim_us < max_us",
-                )
+            fail(
+                f"{key}.trim_us",
+                f"centre {1500 + ch.trim_us} us is not between min_us {ch.min_us} and "
+                f"max_us {ch.max_us}; keep min_us < 1500 + trim_us < max_us",
             )
     thr = c.channels["throttle"]
     if thr.reversed:
-        problems.append(
-            (
-                "channels.throttle.reversed",
-                "the KK2 reads a low pulse as zero throttle, so throttle cannot be reversed; "
-                "set it to false",
-            )
+        fail(
+            "channels.throttle.reversed",
+            "the KK2 reads a low pulse as zero throttle, so throttle cannot be reversed; "
+            "set it to false",
         )
     if thr.min_us >= c.kk2.throttle_zero_us:
-        problems.append(
-            (
-                "channels.throttle.min_us",
-                f"{thr.min_us} us is not below kk2.throttle_zero_us "
-                f"({c.kk2.throttle_zero_us} us), so the KK2 would never see zero throttle "
-                "and could neither arm nor disarm; lower it (1000 is usual)",
-            )
+        fail(
+            "channels.throttle.min_us",
+            f"{thr.min_us} us is not below kk2.throttle_zero_us "
+            f"({c.kk2.throttle_zero_us} us), so the KK2 would never see zero throttle "
+            "and could neither arm nor disarm; lower it (1000 is usual)",
         )
     if not thr.min_us <= c.failsafe.descent_us <= thr.max_us:
-        problems.append(
-            (
-                "failsafe.descent_us",
-                f"{c.failsafe.descent_us} us lies outside the throttle endpoints "
-                f"{thr.min_us}-{thr.max_us} us; pick a value a little below hover",
-            )
+        fail(
+            "failsafe.descent_us",
+            f"{c.failsafe.descent_us} us lies outside the throttle endpoints "
+            f"{thr.min_us}-{thr.max_us} us; pick a value a little below hover",
         )
     pwm, ina = c.backend.pca9685, c.battery.ina219
     if (
@@ -524,65 +519,39 @@ def _cross_check(c: FlightConfig, problems: list[tuple[str, str]]) -> None:
         and c.battery.source == "ina219"
         and (pwm.bus, pwm.address) == (ina.bus, ina.address)
     ):
-        problems.append(
-            (
-                "battery.ina219.address",
-                f"{ina.address} is the pulse board's (backend.pca9685.address) on bus {ina.bus}; "
-                f"give the battery monitor its own address (bridge A0 on the INA219: 65)",
-            )
+        free = next(a for a in range(0x40, 0x50) if a != pwm.address)
+        fail(
+            "battery.ina219.address",
+            f"{ina.address} is the pulse board's (backend.pca9685.address) on bus {ina.bus}; "
+            f"give the battery monitor its own address ({free}, say: the INA219's A0/A1 "
+            "jumpers choose 64-79)",
         )
     if c.backend.type == "pca9685":
         for axis, ch in c.channels.items():
             if ch.output > 15:
-                problems.append(
-                    (
-                        f"channels.{axis}.output",
-                        f"{ch.output} is not a PCA9685 channel; use 0-15",
-                    )
+                fail(
+                    f"channels.{axis}.output",
+                    f"{ch.output} is not a PCA9685 channel; use 0-15",
                 )
     rcs = [ch.rc for ch in c.channels.values()]
     if len(set(rcs)) != len(rcs):
-        problems.append(("channels", f"two axes share one rc channel ({rcs}); give each its own"))
+        fail("channels", f"two axes share one rc channel ({rcs}); give each its own")
     outputs = [ch.output for ch in c.channels.values()]
     if len(set(outputs)) != len(outputs):
-        problems.append(
-            ("channels", f"two axes share one output ({outputs}); give each its own pin")
-        )
+        fail("channels", f"two axes share one output ({outputs}); give each its own pin")
     if c.battery.resume_voltage < c.battery.low_voltage:
-        problems.append(
-            (
-                "battery.resume_voltage",
-                f"{c.battery.resume_voltage} V is below battery.low_voltage "
-                f"{c.battery.low_voltage} V; set it at or above the low voltage",
-            )
+        fail(
+            "battery.resume_voltage",
+            f"{c.battery.resume_voltage} V is below battery.low_voltage "
+            f"{c.battery.low_voltage} V; set it at or above the low voltage",
         )
 
 
-def parse_config(text: str, source: str = "<string>") -> FlightConfig:
-    """Validate YAML text; raise :class:`ConfigError` naming ``source`` on any problem."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise ConfigError(
-            [f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"]
-        ) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError([f"{source}: the top level must be a mapping of sections"])
-    problems: list[tuple[str, str]] = []
-    data = _validate(raw, _SCHEMA, "", problems)
-    config = _build(data, source, problems) if not problems else None
-    if problems:
-        root = yamlpos.compose(text)
-        out = []
-        for key, text_ in problems:
-            line = yamlpos.line_of(root, key.split("."), nearest=False)
-            out.append(f"{source}:{line}: {key}: {text_}" if line else f"{source}: {key}: {text_}")
-        raise ConfigError(out)
-    assert config is not None
+def _check(data: Mapping[str, Any], problems: Problems, source: str) -> FlightConfig:
+    checked = _validate(data, _SCHEMA, (), problems)
+    problems.raise_if_any(ConfigError)
+    config = _build(checked, source, problems)
+    problems.raise_if_any(ConfigError)
     if config.mavlink.signing_key_file is not None:
         key, _ = read_signing_key(config.mavlink.signing_key_file)
         mav = replace(config.mavlink, signing_key=key)
@@ -590,15 +559,22 @@ def parse_config(text: str, source: str = "<string>") -> FlightConfig:
     return config
 
 
+def parse_config(text: str, source: str = "<string>") -> FlightConfig:
+    """Validate YAML text; raise :class:`ConfigError` naming ``source`` on any problem."""
+    data, problems = parse_yaml(text, source, kind=KIND, error=ConfigError)
+    return _check(data, problems, source)
+
+
 def load_config(path: Path | str) -> FlightConfig:
-    """Read and validate a configuration file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            [f"{path}: no such file; create it (see docs/flight.md) or pass --config"]
-        ) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read it ({exc.strerror})"]) from None
-    return parse_config(text, str(path))
+    """Read and validate a configuration file; raise :class:`ConfigError` on any problem.
+
+    A file that cannot be read (missing, a folder, not UTF-8, too large, not YAML,
+    not a mapping) is one line naming it, never a traceback.
+    """
+    data, problems = read_yaml(
+        path,
+        kind=KIND,
+        error=ConfigError,
+        missing_fix="create it (see docs/flight.md) or pass --config",
+    )
+    return _check(data, problems, str(path))

@@ -50,8 +50,8 @@ def test_check_names_file_line_key_and_fix(tmp_path: Path) -> None:
     r = run("--check", str(p))
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert f"{p}:4: failsafe.hold_s: 9 is out of range; give a value from 0.1 to 5.0 s" in lines
-    assert any(line.startswith(f"{p}:5: backend.type:") and "pca9685" in line for line in lines)
+    assert f"{p}:4 failsafe.hold_s: 9 is out of range; give a value from 0.1 to 5.0 s" in lines
+    assert any(line.startswith(f"{p}:5 backend.type:") and "pca9685" in line for line in lines)
     assert p.read_text() == before  # --check changes nothing
     assert not (tmp_path / "status.json").exists()
 
@@ -67,9 +67,9 @@ def test_check_reports_the_access_keys(tmp_path: Path) -> None:
     )
     r = run("--check", str(p))
     assert r.returncode == 1
-    assert f"{p}:5: kk2.gesture_hold_s: 99 is out of range" in r.stderr
-    assert f"{p}:3: mavlink.allowed_senders: 'anyone' is not an IPv4 address" in r.stderr
-    assert f"{p}:4: mavlink.signing_key_file: {key} has mode 0640" in r.stderr
+    assert f"{p}:5 kk2.gesture_hold_s: 99 is out of range" in r.stderr
+    assert f"{p}:3 mavlink.allowed_senders: 'anyone' is not an IPv4 address" in r.stderr
+    assert f"{p}:4 mavlink.signing_key_file: {key} has mode 0640" in r.stderr
     assert "00000000" not in r.stderr + r.stdout
 
 
@@ -84,6 +84,26 @@ def test_a_bad_config_stops_the_bridge_before_it_touches_anything(tmp_path: Path
 def test_missing_default_config_is_explained(tmp_path: Path) -> None:
     r = run("--config", str(tmp_path / "none.yml"))
     assert r.returncode == 1 and "none.yml: no such file" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"mavlink: [\n", ":2: not valid YAML"),
+        (b"- just\n- a list\n", ":1: the flight bridge configuration must be a mapping"),
+        (b"kk2: {gesture_hold_s: 1.0}\n\xff\n", ": is not UTF-8 text"),
+    ],
+)
+def test_a_file_that_is_no_configuration_is_one_line_not_a_traceback(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
+    p = tmp_path / "flight.yml"
+    p.write_bytes(content)
+    for option in ("--check", "--config"):
+        r = run(option, str(p))
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+        assert r.stderr.startswith(f"{p}{words}"), r.stderr
 
 
 @pytest.mark.parametrize(

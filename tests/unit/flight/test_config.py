@@ -1,10 +1,15 @@
-"""Configuration: defaults, and bad input named with file, line, key and fix."""
+"""Configuration: defaults, and bad input named with file, line, key and fix.
+
+Every problem reads ``FILE:LINE KEY: what; fix``, as all of Cloudrone's
+configurations report (cloudrone.problems).
+"""
 
 from pathlib import Path
 
 import pytest
 
 from cloudrone.flight.config import ConfigError, load_config, parse_config
+from cloudrone.problems import ConfigProblems
 
 
 def test_empty_file_gives_safe_defaults() -> None:
@@ -40,7 +45,7 @@ def _problems(text: str) -> list[str]:
 
 def test_errors_name_file_line_key_and_fix() -> None:
     problems = _problems("failsafe:\n  hold_s: -1\n  descnt_s: 3\n")
-    assert problems[0].startswith("/etc/cloudrone/flight.yml:2: failsafe.hold_s: -1")
+    assert problems[0].startswith("/etc/cloudrone/flight.yml:2 failsafe.hold_s: -1")
     assert "from 0.1 to 5.0 s" in problems[0]
     assert "failsafe.descnt_s" in problems[1] and "did you mean failsafe.descent_s" in problems[1]
 
@@ -79,8 +84,34 @@ def test_bad_values_are_explained(text: str, key: str, words: str) -> None:
 
 
 def test_missing_file_says_so(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.yml")
+    assert info.value.problems == [
+        f"{tmp_path / 'nope.yml'}: no such file; create it (see docs/flight.md) or pass --config"
+    ]
+
+
+def test_the_shared_reader_refuses_what_is_not_a_config_file(tmp_path: Path) -> None:
+    assert issubclass(ConfigError, ConfigProblems)  # one checker for every configuration
+    binary = tmp_path / "flight.yml"
+    binary.write_bytes(b"mavlink: \xff\n")
+    for path, words in ((tmp_path, "is a folder"), (binary, "is not UTF-8 text")):
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        (problem,) = info.value.problems
+        assert problem.startswith(f"{path}: {words}"), problem
+
+
+def test_a_rule_across_keys_is_placed_at_the_key_that_must_change() -> None:
+    problems = _problems(
+        "backend:\n  type: pca9685\n  pca9685: {bus: 1, address: 65}\n"
+        "battery:\n  source: ina219\n  ina219:\n    address: 65\n"
+    )
+    assert problems == [
+        "/etc/cloudrone/flight.yml:7 battery.ina219.address: 65 is the pulse board's "
+        "(backend.pca9685.address) on bus 1; give the battery monitor its own address "
+        "(64, say: the INA219's A0/A1 jumpers choose 64-79)"
+    ]
 
 
 def test_allowed_senders_default_to_the_ground_station_and_accept_networks() -> None:
@@ -100,7 +131,7 @@ def test_allowed_senders_default_to_the_ground_station_and_accept_networks() -> 
 )
 def test_bad_allowed_senders_are_named(value: str, words: str) -> None:
     (problem,) = _problems(f"mavlink:\n  allowed_senders: {value}\n")
-    assert problem.startswith("/etc/cloudrone/flight.yml:2: mavlink.allowed_senders: ")
+    assert problem.startswith("/etc/cloudrone/flight.yml:2 mavlink.allowed_senders: ")
     assert words in problem and "give a list of IPv4 addresses" in problem
 
 
@@ -130,7 +161,7 @@ def test_a_bad_signing_key_file_is_explained(
         key.write_text(content)
         key.chmod(mode)
     (problem,) = _problems(f"mavlink:\n  signing_key_file: {key}\n")
-    assert problem.startswith("/etc/cloudrone/flight.yml:2: mavlink.signing_key_file: ")
+    assert problem.startswith("/etc/cloudrone/flight.yml:2 mavlink.signing_key_file: ")
     assert words in problem
 
 
