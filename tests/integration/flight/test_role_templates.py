@@ -1,6 +1,10 @@
 """The flight_bridge role's templates, rendered by Ansible with the role's own
 defaults, make a configuration the bridge accepts and a unit systemd accepts.
 
+The bridge's own defaults (I2C addresses, ports, endpoints, timers) are defined
+once, in cloudrone/flight/config.py: the role writes a key only when this drone
+decides it or the operator sets it.
+
 (The role itself runs against a simulated drone in molecule/default.)
 """
 
@@ -14,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from cloudrone.flight.config import FlightConfig, load_config
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +36,10 @@ PLAY = """
   vars_files:
     - {role}/defaults/main.yml
   tasks:
+    - name: The role's variables pass its own argument specification
+      ansible.builtin.validate_argument_spec:
+        argument_spec: "{{{{ (lookup('ansible.builtin.file',
+          '{role}/meta/argument_specs.yml') | from_yaml).argument_specs.main.options }}}}"
     - name: Render flight.yml, checked by the bridge
       ansible.builtin.template:
         src: {role}/templates/etc/cloudrone/flight.yml.j2
@@ -42,6 +52,14 @@ PLAY = """
         dest: {out}/cloudrone-flight-bridge.service
         mode: "0644"
 """
+
+
+# What an operator may set for one drone; each lands in its key, nothing else changes.
+OVERRIDES = {
+    "flight_bridge_ina219_address": 68,
+    "flight_bridge_channels": {"rudder": {"reversed": True, "expo": 0.2}},
+    "flight_bridge_failsafe_hold_s": 0.8,
+}
 
 
 @pytest.mark.skipif(shutil.which("ansible-playbook", path=str(BIN)) is None, reason="no ansible")
@@ -62,10 +80,11 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
     }
     if simulated:  # the management address from the inventory's ansible_host
         extra["ansible_host"] = "10.250.0.11"
-    else:  # a host name: the default IPv4 address; and a signed link
+    else:  # a host name: the default IPv4 address; a signed link; the operator's overrides
         extra["ansible_host"] = "drone-a.local"
         extra["flight_bridge_signing_key"] = key
         extra["flight_bridge_signing_key_file"] = str(key_file)
+        extra.update(OVERRIDES)
     r = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", json.dumps(extra), str(play)],
         capture_output=True,
@@ -93,6 +112,30 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
     assert rendered["allowed_senders"] == ["10.42.0.254", "10.42.0.253", "10.250.0.0/24"]
     assert key not in config  # the key stays in its 0600 file
     assert rendered.get("signing_key_file") == (None if simulated else str(key_file))
+    # The bridge's defaults are not repeated: only what this drone decides is written.
+    written = yaml.safe_load(config)
+    decided = {"mavlink", "backend", "battery", "gps", "realtime", "status_file"}
+    assert set(written) == decided | (set() if simulated else {"channels", "failsafe"})
+    assert set(written["backend"]) == {"type", "sim"}
+    assert written["realtime"] == {"fifo_priority": 50}
+    loaded, bridge_default = load_config(tmp_path / "flight.yml"), FlightConfig()
+    assert loaded.backend.pca9685 == bridge_default.backend.pca9685
+    assert loaded.kk2 == bridge_default.kk2 and loaded.gps.gpsd == bridge_default.gps.gpsd
+    if simulated:
+        assert written["battery"] == {"source": "sim"} and "channels" not in written
+        assert loaded.battery.ina219 == bridge_default.battery.ina219
+        assert loaded.channels == bridge_default.channels
+        assert loaded.failsafe == bridge_default.failsafe
+    else:
+        assert written["battery"] == {"source": "ina219", "ina219": {"address": 68}}
+        assert written["channels"] == {"rudder": {"reversed": True, "expo": 0.2}}
+        assert written["failsafe"] == {"hold_s": 0.8}
+        assert loaded.battery.ina219.address == 68
+        assert loaded.battery.ina219.bus == bridge_default.battery.ina219.bus
+        rudder, default_rudder = loaded.channels["rudder"], bridge_default.channels["rudder"]
+        assert rudder.reversed and rudder.expo == 0.2 and rudder.output == default_rudder.output
+        assert loaded.failsafe.hold_s == 0.8
+        assert loaded.failsafe.descent_us == bridge_default.failsafe.descent_us
     unit = (tmp_path / "cloudrone-flight-bridge.service").read_text()
     assert unit.startswith("#")
     for line in (
