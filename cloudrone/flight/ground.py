@@ -296,7 +296,7 @@ class Ground:
             pygame.font.init()
             self.font = pygame.font.Font(None, 22)
         self.quit = False
-        self.next_send = 0.0
+        self.next_send: float | None = None  # set by the first step: no burst at start
         self.next_print = 0.0
         self.last = time.monotonic()
 
@@ -346,8 +346,13 @@ class Ground:
         else:
             self.sticks = self.keyboard.update(dt)
         self.link.poll(now)
+        if self.next_send is None:
+            self.next_send = now
         if now >= self.next_send:
-            self.next_send = max(self.next_send + self.period, now - self.period)
+            # On schedule; after a stall, on from now: the newest sticks, never a burst.
+            self.next_send += self.period
+            if self.next_send <= now:
+                self.next_send = now + self.period
             self.link.manual_control(self.sticks)
             self.link.heartbeat(now)
         if now >= self.next_print:

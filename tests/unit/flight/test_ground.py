@@ -1,5 +1,8 @@
-"""The ground client's pure parts: keyboard and joystick to MANUAL_CONTROL."""
+"""The ground client's pure parts: keyboard and joystick to MANUAL_CONTROL, and its
+pace on a fake clock."""
 
+import io
+import itertools
 import math
 
 import pytest
@@ -74,3 +77,54 @@ def test_telemetry_line() -> None:
     assert "roll +10" in line and "3D 52.20000,0.10000 sats 9" in line and "z400" in line
     assert "LINK LOST" in telemetry_line(tm, StickState(), 20.0)
     assert "waiting" in telemetry_line(Telemetry(), StickState(), 0.0)
+
+
+class CountingLink:
+    """Stands in for GroundLink: counts MANUAL_CONTROL on the fake clock."""
+
+    def __init__(self) -> None:
+        self.tm = Telemetry()
+        self.now = 0.0
+        self.sent: list[float] = []
+
+    def poll(self, now: float) -> None:
+        pass
+
+    def manual_control(self, sticks: StickState) -> None:
+        self.sent.append(self.now)
+
+    def heartbeat(self, now: float) -> None:
+        pass
+
+    def arm(self, on: bool) -> None:
+        pass
+
+
+def test_the_client_sends_at_its_rate_on_a_fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    from cloudrone.flight.ground import Ground
+
+    link = CountingLink()
+    g = Ground(link, rate=25.0, use_keyboard=True, window=False, out=io.StringIO())  # type: ignore[arg-type]
+    try:
+
+        def run(start: float, seconds: float) -> None:
+            for k in range(round(seconds / 0.005)):  # the client's loop runs at 200 Hz
+                link.now = start + k * 0.005
+                g.step(link.now)
+
+        run(1000.0, 4.0)
+        assert len(link.sent) == 100  # 25 Hz from the first step: no burst at start
+        gaps = [b - a for a, b in itertools.pairwise(link.sent)]
+        assert all(0.04 - 1e-9 <= gap <= 0.045 + 1e-9 for gap in gaps), sorted(gaps)[:3]
+        # After a stall (a slow frame, a busy machine) it goes on from there at its
+        # pace with the newest sticks: no burst to make up for the missed ones.
+        before = len(link.sent)
+        run(1004.5, 1.0)
+        after = link.sent[before:]
+        assert after[0] == 1004.5 and len(after) == 25
+        gaps = [b - a for a, b in itertools.pairwise(after)]
+        assert all(0.04 - 1e-9 <= gap <= 0.045 + 1e-9 for gap in gaps), sorted(gaps)[:3]
+    finally:
+        g.close()
