@@ -3,8 +3,9 @@
 ``python -m cloudrone.bench.flight [--duration 60] [--out docs/bench]``
 
 Each scenario runs the real bridge process (sim backend) for ``--duration``
-seconds while a pymavlink pilot streams MANUAL_CONTROL at 25 Hz over loopback,
-and reports, from the bridge's own loop statistics:
+seconds while a pymavlink pilot streams MANUAL_CONTROL at 25 Hz over loopback
+(the integration tests' lab, :mod:`cloudrone.bench.flightlab`), and reports,
+from the bridge's own loop statistics:
 
 * lateness of each wake-up against its absolute deadline (p50, p99, max);
 * period jitter, |interval between frames - 20 ms| (p50, p99, max);
@@ -22,22 +23,19 @@ import argparse
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cloudrone.flight.backends import read_frames
+from cloudrone.bench.flightlab import BridgeProcess, GroundStation
 from cloudrone.flight.rt import percentile
 
 PERIOD = 0.02
+ARM = 400  # MAV_CMD_COMPONENT_ARM_DISARM
 # A CPU-heavy process pinned to one core; it ends when the benchmark does.
 BURN = (
     "import os\nos.sched_setaffinity(0,{cores})\nparent=os.getppid()\nx=0\n"
@@ -53,87 +51,51 @@ class Scenario:
     fifo: bool
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pilot(gs_port: int, stop: threading.Event, counter: list[int]) -> None:
-    """A ground station: waits for the bridge, arms, streams MANUAL_CONTROL at 25 Hz."""
-    os.environ.setdefault("MAVLINK20", "1")
-    from pymavlink import mavutil
-
-    conn = mavutil.mavlink_connection(f"udpin:127.0.0.1:{gs_port}", source_system=255)
-    try:
-        if conn.wait_heartbeat(timeout=15) is None:
-            return
-        start = time.monotonic()
-        next_t = start
-        armed = False
-        while not stop.is_set():
-            conn.mav.manual_control_send(1, 100, -100, 0, 50, 0)
-            counter[0] += 1
-            if not armed and time.monotonic() - start > 0.5:
-                conn.mav.command_long_send(1, 1, 400, 0, 1, 0, 0, 0, 0, 0, 0)
-                armed = True
-            while conn.recv_match(blocking=False) is not None:
-                pass
-            next_t += 0.04
-            time.sleep(max(0.0, next_t - time.monotonic()))
-    finally:
-        conn.close()
+def fly(bridge: BridgeProcess) -> GroundStation:
+    """The pilot: waits for the bridge, streams MANUAL_CONTROL at 25 Hz, arms it."""
+    gs = GroundStation(bridge.gs_port)
+    gs.start(timeout=15)
+    gs.fly(x=100, y=-100, z=0, r=50)
+    bridge.wait_status(lambda s: s["pilot_link"], what="the pilot's stream")
+    gs.command(ARM, 1)
+    return gs
 
 
 def run_scenario(sc: Scenario, duration: float, core: int, workdir: Path) -> dict[str, Any]:
-    port, gs_port = free_port(), free_port()
-    record = workdir / f"{sc.name}.csv"
-    status_path = workdir / f"{sc.name}.json"
-    config = {
-        "mavlink": {"listen": f"127.0.0.1:{port}", "ground_station": f"127.0.0.1:{gs_port}"},
-        "backend": {"type": "sim", "sim": {"record_file": str(record)}},
-        "status_file": str(status_path),
-        "realtime": {
-            "fifo_priority": 50 if sc.fifo else 0,
-            "lock_memory": True,
-            "cpu_core": core,
-        },
-    }
-    config_path = workdir / f"{sc.name}.yml"
-    config_path.write_text(yaml.safe_dump(config))
+    """The real bridge for ``duration`` seconds (the tests' lab), under this scenario's load."""
     burners = [
         subprocess.Popen([sys.executable, "-c", BURN.format(cores={c})]) for c in sc.load_cores
     ]
-    stop = threading.Event()
-    sent = [0]
-    t = threading.Thread(target=pilot, args=(gs_port, stop, sent), daemon=True)
+    gs: GroundStation | None = None
     try:
-        time.sleep(0.5 if burners else 0.0)  # let the load settle
-        t.start()
-        bridge = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cloudrone.flight.bridge",
-                "--config",
-                str(config_path),
-                "--duration",
-                str(duration),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=duration + 60,
+        if burners:
+            time.sleep(0.5)  # part of the experiment: the load runs before the bridge starts
+        bridge = BridgeProcess(
+            workdir / sc.name,
+            {
+                "realtime": {
+                    "fifo_priority": 50 if sc.fifo else 0,
+                    "lock_memory": True,
+                    "cpu_core": core,
+                }
+            },
+            args=["--duration", str(duration)],
         )
+        try:
+            gs = fly(bridge)
+            code = bridge.wait(timeout=duration + 60)
+        finally:
+            bridge.stop()
+            if gs is not None:
+                gs.close()
     finally:
-        stop.set()
         for b in burners:
             b.kill()
             b.wait()
-        t.join(timeout=5)
-    if bridge.returncode != 0:
-        raise RuntimeError(f"bridge failed in {sc.name}: {bridge.stderr}")
-    status = json.loads(status_path.read_text())
-    frames = read_frames(record)
+    if code != 0:
+        raise RuntimeError(f"bridge failed in {sc.name}: {bridge.log()}")
+    status = json.loads(bridge.status_path.read_text())
+    frames = bridge.frames()
     times = [f[0] for f in frames]
     intervals = [b - a for a, b in itertools.pairwise(times)]
     jitter = sorted(abs(i - PERIOD) for i in intervals)
@@ -147,7 +109,7 @@ def run_scenario(sc: Scenario, duration: float, core: int, workdir: Path) -> dic
         "fifo_error": status["realtime"]["fifo_error"],
         "cpu": status["realtime"]["cpu_affinity"],
         "load_processes": len(sc.load_cores),
-        "pilot_messages": sent[0],
+        "pilot_messages": len(gs.sent) if gs is not None else 0,
         "manual_control_received": status["mavlink"]["manual_control"],
         "late_p50_ms": loop["late_p50_ms"],
         "late_p99_ms": loop["late_p99_ms"],

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
-from .conftest import wait_until
+from cloudrone.bench.flightlab import wait_until
 
 pytestmark = pytest.mark.integration
 

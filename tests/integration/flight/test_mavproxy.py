@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import wait_until
+from cloudrone.bench.flightlab import wait_until
 
 pytestmark = pytest.mark.integration
 
