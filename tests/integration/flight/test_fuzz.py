@@ -20,6 +20,7 @@ os.environ.setdefault("MAVLINK20", "1")
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
+from cloudrone.bench.flightlab import free_udp_port
 from cloudrone.flight.backends import SimBackend
 from cloudrone.flight.bridge import Bridge
 from cloudrone.flight.config import parse_config
@@ -124,11 +125,7 @@ realtime: {fifo_priority: 0, lock_memory: false}
 
 def test_random_and_mutated_frames_in_process() -> None:
     """Straight into the bridge's parser and handlers: many examples, fast."""
-    ports = []
-    for _ in range(2):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(str(s.getsockname()[1]))
+    ports = [str(free_udp_port()) for _ in range(2)]
     text = CONFIG.replace("PORT2", ports[1]).replace("PORT", ports[0])
     backend = SimBackend()
     bridge = Bridge(parse_config(text), backend=backend)
@@ -179,15 +176,16 @@ def test_random_and_mutated_frames_over_udp(bridge, ground) -> None:  # type: ig
         @given(data=datagrams())
         def run(data: bytes) -> None:
             sock.sendto(data, ("127.0.0.1", b.port))
-            time.sleep(0.002)
+            time.sleep(0.002)  # paces the sender
 
         run()
     finally:
         sock.close()
+    sent_all = time.monotonic()
     assert b.proc.poll() is None, b.log()
-    assert gs.recv("HEARTBEAT", timeout=3) is not None
-    time.sleep(1.1)
-    status = b.status()
+    assert gs.recv("HEARTBEAT", timeout=5) is not None
+    # A status written after the last datagram (the bridge writes one a second).
+    status = b.wait_status(lambda s: s if s["time"] > sent_all else None)
     assert status["mavlink"]["bad_frames"] > 0
     assert status["mavlink"]["handler_errors"] == 0
     frames = b.frames()
