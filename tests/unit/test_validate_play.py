@@ -1,0 +1,136 @@
+"""The validate play refuses a fleet it cannot build, before any change.
+
+Its checks are assertions evaluated on the controller, so they run here
+against inventories that name drones no one can reach: nothing connects.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, tool
+
+GOOD = {
+    "drones": {
+        "hosts": {
+            "d1": {
+                "ansible_host": "10.250.0.11",
+                "cloudrone_mesh_address": "10.42.0.11",
+                "cloudrone_ap_subnet": "10.43.1.0/24",
+            },
+            "d2": {
+                "ansible_host": "10.250.0.12",
+                "cloudrone_mesh_address": "10.42.0.12",
+                "cloudrone_ap_subnet": "10.43.2.0/24",
+                "mesh_gateway": True,
+            },
+        },
+        "vars": {
+            "cloudrone_mesh_network": "10.42.0.0/24",
+            "cloudrone_management_network": "10.250.0.0/24",
+            "base_admin_authorized_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAx operator"],
+        },
+    }
+}
+
+
+def validate(tmp_path, inventory: dict, env: dict | None = None) -> subprocess.CompletedProcess:
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    return subprocess.run(
+        [tool("ansible-playbook"), "-i", str(path), "playbooks/validate.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "CLOUDRONE_AP_PASSPHRASE": "", **(env or {})},
+        timeout=120,
+    )
+
+
+def changed(**hosts_or_vars) -> dict:
+    """GOOD with some host's (d1=..., d2=...) or the group's (vars=...) values changed."""
+    inv = copy.deepcopy(GOOD)
+    for key, values in hosts_or_vars.items():
+        target = inv["drones"]["vars"] if key == "vars" else inv["drones"]["hosts"][key]
+        target.update(values)
+    return inv
+
+
+def test_a_sound_fleet_passes(tmp_path):
+    result = validate(tmp_path, GOOD)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "failed=0" in result.stdout
+
+
+CASES = {
+    "channel the country forbids": (
+        changed(d1={"access_point_channel": 13, "access_point_country": "US"}),
+        ["d1", "access_point_channel 13", "US", "pick one of 1, 2"],
+    ),
+    "mesh channel the country forbids": (
+        changed(vars={"mesh_channel": 12, "mesh_country": "CA"}),
+        ["mesh_channel 12", "CA"],
+    ),
+    "overlapping phone networks": (
+        changed(d2={"cloudrone_ap_subnet": "10.43.0.0/16"}),
+        ["d1 (10.43.1.0/24) and d2 (10.43.0.0/16)", "cloudrone_ap_subnet", "its own network"],
+    ),
+    "phones on the mesh network": (
+        changed(d1={"cloudrone_ap_subnet": "10.42.0.0/25"}),
+        ["d1", "mesh network 10.42.0.0/24", "pick another cloudrone_ap_subnet"],
+    ),
+    "phones on the management network": (
+        changed(d2={"cloudrone_ap_subnet": "10.250.0.128/25"}),
+        ["d2", "management network 10.250.0.0/24", "pick another cloudrone_ap_subnet"],
+    ),
+    "mesh address outside the mesh": (
+        changed(d2={"cloudrone_mesh_address": "10.44.0.12"}),
+        ["d2", "10.44.0.12", "not an address in the mesh network 10.42.0.0/24"],
+    ),
+    "short WPA passphrase": (
+        changed(d1={"access_point_passphrase": "seven77"}),
+        ["d1", "access_point_passphrase is 7 characters", "8 to 63"],
+    ),
+    "SSID over 32 bytes": (
+        # 17 characters, 34 bytes: the limit counts bytes
+        changed(d2={"access_point_ssid": "ä" * 17}),
+        ["d2", "34 bytes", "1 to 32 bytes"],
+    ),
+    "not a network": (
+        changed(d1={"cloudrone_ap_subnet": "10.43.1.1/24"}),
+        ["d1", "cloudrone_ap_subnet", "the network address itself"],
+    ),
+    "two gateways without a metric": (
+        changed(d1={"mesh_gateway": True}),
+        ["d1, d2 are all gateways", "mesh_gateway_metric", "1 for the preferred uplink"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_fleet_that_cannot_work_is_refused_naming_host_variable_and_fix(tmp_path, case):
+    inventory, expected = CASES[case]
+    result = validate(tmp_path, inventory)
+    out = " ".join(result.stdout.split())
+    assert result.returncode != 0, out[-2000:]
+    for text in expected:
+        assert text in out, (text, out[-3000:])
+    assert "failed=1" in out
+
+
+def test_two_gateways_with_their_own_metrics_pass(tmp_path):
+    inventory = changed(d1={"mesh_gateway": True, "mesh_gateway_metric": 1})
+    assert validate(tmp_path, inventory).returncode == 0
+
+
+def test_the_passphrase_never_shows_even_when_refused(tmp_path):
+    secret = "hush123"
+    result = validate(tmp_path, GOOD, env={"CLOUDRONE_AP_PASSPHRASE": secret})
+    assert result.returncode != 0
+    assert "access_point_passphrase is 7 characters" in " ".join(result.stdout.split())
+    assert secret not in result.stdout + result.stderr
