@@ -40,6 +40,7 @@ from docker.models.containers import Container
 LABEL_FLEET = "io.cloudrone.fleet"
 LABEL_DRONE = "io.cloudrone.drone"
 LABEL_SPEC = "io.cloudrone.spec"
+LABEL_PHONE = "io.cloudrone.phone"
 
 # Every capability a systemd node needs, minus SYS_RESOURCE: that one is missing
 # from the bounding set of some hosts, where --privileged then fails with
@@ -620,7 +621,40 @@ touch "$marker"
             if public_key:
                 self.bootstrap_user(container, self.spec.admin_user, public_key)
         self.apply_radio()
+        self.allow_routed_traffic()
         return self.describe()
+
+    # -- routed traffic on the links ------------------------------------------
+    def bridge_of(self, link: Link) -> str:
+        net = self.client.networks.get(self.spec.network_name(link.name))
+        return net.attrs.get("Options", {}).get("com.docker.network.bridge.name") or (
+            "br-" + net.id[:12]
+        )
+
+    def allow_routed_traffic(self) -> None:
+        """Let every frame cross each link's bridge, whatever its addresses.
+
+        The engine's isolation rules for internal networks drop frames whose
+        source or destination lies outside the network's subnet, which is all
+        of routed traffic (a phone's packet relayed across the mesh) and a
+        DHCP client's broadcast from 0.0.0.0. A radio carries them; so must the
+        link. The rules sit in DOCKER-USER, the chain the engine keeps for its
+        users, and leave with the fleet.
+        """
+        for link in self.spec.links:
+            bridge = self.bridge_of(link)
+            rule = ["DOCKER-USER", "-i", bridge, "-o", bridge, "-j", "ACCEPT",
+                    "-m", "comment", "--comment", f"cloudrone-{self.spec.fleet}"]  # fmt: skip
+            try:
+                present = subprocess.run(["iptables", "-C", *rule], capture_output=True)
+                if present.returncode != 0:
+                    subprocess.run(["iptables", "-I", *rule], capture_output=True, text=True,
+                                   check=True)  # fmt: skip
+            except FileNotFoundError:
+                raise FleetError("iptables not found: the Docker engine's host needs it") from None
+            except subprocess.CalledProcessError as exc:
+                raise FleetError(f"iptables refused a rule for link {link.name}: "
+                                 f"{exc.stderr.strip()}") from None  # fmt: skip
 
     # -- radio range ---------------------------------------------------------
     def mesh_port(self, drone: str) -> str:
@@ -688,6 +722,93 @@ touch "$marker"
         return out
 
 
+# What a phone's DHCP client does with its lease, as busybox udhcpc hands it
+# over (ip, mask, router, dns, domain in the environment).
+PHONE_DHCP_SCRIPT = """#!/bin/sh
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface" ;;
+  bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    : > /etc/resolv.conf
+    [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
+    for s in $dns; do echo "nameserver $s" >> /etc/resolv.conf; done
+    echo "$ip" > /run/phone-lease ;;
+esac
+"""
+PHONE_BUSYBOX = "/bin/busybox"  # static; the host setup installs busybox-static
+
+
+class Phone:
+    """A phone on a drone's access point: a plain container with a DHCP client.
+
+    It stands on the link that plays the drone's radio, drops the address
+    Docker gave it, and takes whatever the drone's DHCP server hands out,
+    as a phone joining the WiFi would. The drone image lends it Python (to
+    resolve names and fetch pages through the C library, as apps do) and the
+    host's static busybox its udhcpc, nslookup and nc.
+    """
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    @property
+    def name(self) -> str:
+        return self.container.name
+
+    def sh(self, command: str, timeout: float = 60) -> tuple[int, str]:
+        """Run ``command`` in the phone; (exit code, output)."""
+        result = self.container.exec_run(
+            ["timeout", str(int(timeout)), "sh", "-c", command], demux=False
+        )
+        return result.exit_code, (result.output or b"").decode(errors="replace")
+
+    def join(self, interface: str = "eth0", timeout: int = 20) -> str:
+        """Drop Docker's address and ask for a lease; returns the leased address."""
+        script, hook = shlex.quote(PHONE_DHCP_SCRIPT), "/usr/local/sbin/phone-dhcp"
+        code, out = self.sh(
+            f"printf %s {script} > {hook} && chmod +x {hook}"
+            f" && ip -4 addr flush dev {interface} && rm -f /run/phone-lease"
+            f" && busybox udhcpc -i {interface} -s {hook} -f -q -n"
+            f" -t {timeout} -T 1 && cat /run/phone-lease",
+            timeout=timeout + 10,
+        )
+        if code != 0:
+            raise FleetError(f"phone {self.name} got no lease: {out.strip()}")
+        return out.strip().splitlines()[-1]
+
+    def remove(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.container.remove(force=True)
+
+
+def add_phone(spec: FleetSpec, link: str, name: str, image: str) -> Phone:
+    """A phone on ``link`` (a drone's access point network), replacing any of that name."""
+    client = engine_client()
+    if link not in {lk.name for lk in spec.links}:
+        raise FleetError(f"no link {link} in fleet {spec.fleet}; known: "
+                         f"{', '.join(lk.name for lk in spec.links)}")  # fmt: skip
+    if not Path(PHONE_BUSYBOX).exists():
+        raise FleetError(f"{PHONE_BUSYBOX} not found: run scripts/setup.sh (busybox-static)")
+    container_name = f"cloudrone-{spec.fleet}-{name}"
+    with contextlib.suppress(docker.errors.NotFound):
+        client.containers.get(container_name).remove(force=True)
+    container = client.containers.run(
+        image,
+        ["sleep", "infinity"],
+        name=container_name,
+        hostname=name,
+        network=spec.network_name(link),
+        cap_drop=["ALL"],
+        cap_add=["NET_ADMIN", "NET_RAW"],
+        volumes={PHONE_BUSYBOX: {"bind": "/usr/local/bin/busybox", "mode": "ro"}},
+        labels={LABEL_FLEET: spec.fleet, LABEL_PHONE: name},
+        detach=True,
+    )
+    return Phone(container)
+
+
 def down(fleet: str, log: Callable[[str], None] = print) -> int:
     """Remove every container, volume and network of a fleet. Returns how many."""
     client = engine_client()
@@ -705,12 +826,27 @@ def down(fleet: str, log: Callable[[str], None] = print) -> int:
         n.remove()
         log(f"    removed network {n.name}")
         removed += 1
+    _remove_routed_rules(fleet, log)
     table = f"cloudrone_radio_{fleet.replace('-', '_')}"
     with contextlib.suppress(FileNotFoundError):
         if subprocess.run(["nft", "delete", "table", "bridge", table],
                           capture_output=True, check=False).returncode == 0:  # fmt: skip
             log(f"    removed radio range {table}")
     return removed
+
+
+def _remove_routed_rules(fleet: str, log: Callable[[str], None]) -> None:
+    """Take the fleet's DOCKER-USER rules (SimFleet.allow_routed_traffic) away."""
+    try:
+        listing = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True,
+                                 text=True, check=False).stdout  # fmt: skip
+    except FileNotFoundError:
+        return
+    for line in listing.splitlines():
+        if f"--comment cloudrone-{fleet} " in line + " " and line.startswith("-A "):
+            args = shlex.split(line)[1:]
+            subprocess.run(["iptables", "-D", *args], capture_output=True, check=False)
+            log(f"    removed routed-traffic rule {' '.join(args)}")
 
 
 def rt_budget_available() -> bool:
