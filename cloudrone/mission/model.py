@@ -32,6 +32,8 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "management": {"type": "string"},
                 "mesh": {"type": "string"},
+                # where each drone's access point subnet (a /24) comes from
+                "ground": {"type": "string"},
             },
         },
         "drones": {
@@ -45,6 +47,9 @@ SCHEMA: dict[str, Any] = {
                     "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
                     "management_address": {"type": "string"},
                     "mesh_address": {"type": "string"},
+                    # the drone's network for phones; by default the drone's
+                    # own /24 of networks.ground, by its position in this list
+                    "ap_subnet": {"type": "string"},
                     "model": {"enum": sorted(["pi2", "pi3", "pi4", "pi5"])},
                     # MAVLink system id of the drone's flight bridge: unique in the
                     # fleet; by default the drone's 1-based position in this list.
@@ -72,6 +77,10 @@ HINTS: dict[str, str] = {
     "system_id": "give each drone its own MAVLink system id from 1 to 255",
 }
 
+# Phones' networks when the mission names none: drone N gets 10.43.N.0/24.
+DEFAULT_GROUND = "10.43.0.0/16"
+FIRST_AP_SUBNET = ipaddress.IPv4Network("10.43.1.0/24")
+
 
 class MissionError(ConfigProblems):
     """The bundle is not usable; ``problems`` lists every reason."""
@@ -84,6 +93,12 @@ class DronePlan:
     mesh_address: ipaddress.IPv4Address
     model: str
     system_id: int = 1
+    # the drone's access point subnet; it takes the first address
+    ap_subnet: ipaddress.IPv4Network = FIRST_AP_SUBNET
+
+    @property
+    def ap_address(self) -> ipaddress.IPv4Address:
+        return self.ap_subnet.network_address + 1
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -106,6 +121,46 @@ class Mission:
     def controller_address(self) -> ipaddress.IPv4Address:
         """On the simulated fleet, the controller's own address on the management link."""
         return self.management.broadcast_address - 1
+
+
+def _ap_subnet(
+    raw: dict[str, Any],
+    i: int,
+    ground: list[ipaddress.IPv4Network],
+    nets: dict[str, ipaddress.IPv4Network],
+    seen: dict[ipaddress.IPv4Network, str],
+    report: Any,
+) -> ipaddress.IPv4Network | None:
+    """Drone i's network for phones: its own, or its /24 of networks.ground."""
+    where = ["drones", i, "ap_subnet"]
+    if "ap_subnet" in raw:
+        try:
+            subnet = ipaddress.IPv4Network(raw["ap_subnet"])
+        except ValueError as exc:
+            report(where, f"{exc}; give the network address, like 10.43.{i + 1}.0/24")
+            return None
+        if subnet.prefixlen > 29:
+            report(where, f"{subnet} is too small for phones; give a /24 (at least a /29)")
+            return None
+    elif i + 1 < len(ground):
+        subnet = ground[i + 1]
+    else:
+        if ground:
+            report(where, "networks.ground has no /24 left for this drone; give it an ap_subnet")
+        return None
+    for key, net in nets.items():
+        if subnet.overlaps(net):
+            report(
+                where if "ap_subnet" in raw else ["networks", "ground"],
+                f"{subnet} overlaps the {key} network {net}; phones need a network of their own",
+            )
+            return None
+    for other_net, other in seen.items():
+        if subnet.overlaps(other_net):
+            report(where, f"{subnet} overlaps {other}'s {other_net}; give each drone its own")
+            return None
+    seen[subnet] = raw["name"]
+    return subnet
 
 
 def load(bundle: Path) -> Mission:
@@ -146,6 +201,15 @@ def load(bundle: Path) -> Mission:
             ["networks", "mesh"],
             f"overlaps the management network {nets['management']}; give the mesh its own range",
         )
+    ground: list[ipaddress.IPv4Network] = []
+    try:
+        ground_net = ipaddress.IPv4Network(data["networks"].get("ground", DEFAULT_GROUND))
+        ground = list(ground_net.subnets(new_prefix=24)) if ground_net.prefixlen <= 24 else []
+        if not ground:
+            report(["networks", "ground"], f"{ground_net} holds no /24; give a /16 or so")
+    except ValueError as exc:
+        report(["networks", "ground"], f"{exc}; give a network address like 10.43.0.0/16")
+    seen_ap: dict[ipaddress.IPv4Network, str] = {}
 
     target = data["target"]
     seen_names: dict[str, int] = {}
@@ -200,6 +264,7 @@ def load(bundle: Path) -> Mission:
                     continue
                 seen_addr[str(addr)] = name
             addrs[key] = addr
+        ap_subnet = _ap_subnet(raw, i, ground, nets, seen_ap, report)
         explicit = "system_id" in raw
         system_id = raw["system_id"] if explicit else i + 1
         if system_id in seen_ids:
@@ -220,6 +285,7 @@ def load(bundle: Path) -> Mission:
                 mesh_address=addrs.get("mesh_address", ipaddress.IPv4Address(0)),
                 model=raw.get("model", "pi2"),
                 system_id=system_id,
+                **({"ap_subnet": ap_subnet} if ap_subnet else {}),
             )
         )
     problems.raise_if_any(MissionError)

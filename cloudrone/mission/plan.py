@@ -12,7 +12,9 @@ from cloudrone.paths import project_root
 
 
 def fleet_spec(mission: Mission) -> FleetSpec:
-    """The simulated fleet for a sim mission: one container per drone, two links."""
+    """The simulated fleet for a sim mission: one container per drone on the
+    management and mesh links, and each drone's access point as a link of
+    its own, where phones join."""
     return FleetSpec.from_dict(
         {
             "fleet": mission.name,
@@ -20,11 +22,16 @@ def fleet_spec(mission: Mission) -> FleetSpec:
             "links": [
                 {"name": "mgmt", "subnet": str(mission.management)},
                 {"name": "mesh", "subnet": str(mission.mesh)},
+                *({"name": f"ground-{d.name}", "subnet": str(d.ap_subnet)} for d in mission.drones),
             ],
             "drones": [
                 {
                     "name": d.name,
-                    "links": {"mgmt": d.management_address, "mesh": str(d.mesh_address)},
+                    "links": {
+                        "mgmt": d.management_address,
+                        "mesh": str(d.mesh_address),
+                        f"ground-{d.name}": str(d.ap_address),
+                    },
                     **d.resources,
                 }
                 for d in mission.drones

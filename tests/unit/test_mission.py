@@ -166,3 +166,53 @@ def test_system_id_out_of_range(tmp_path, value):
         f"{tmp_path}/mission.yml:{line_of(text, 'system_id:')} drones[1].system_id: "
     )
     assert problem.endswith("; give each drone its own MAVLink system id from 1 to 255")
+
+
+def test_each_drone_gets_its_own_phone_network_from_networks_ground():
+    mission = load(ROOT / "missions" / "demo")
+    assert [str(d.ap_subnet) for d in mission.drones] == [
+        "10.43.1.0/24",
+        "10.43.2.0/24",
+        "10.43.3.0/24",
+    ]
+    assert str(mission.drones[0].ap_address) == "10.43.1.1"
+
+
+def test_an_ap_subnet_may_be_given(tmp_path):
+    text = DEMO.replace(
+        "    mesh_address: 10.42.0.12\n",
+        "    mesh_address: 10.42.0.12\n    ap_subnet: 10.44.7.0/24\n",
+    )
+    mission = load(bundle_with(tmp_path, text))
+    assert str(mission.drones[1].ap_subnet) == "10.44.7.0/24"
+
+
+@pytest.mark.parametrize(
+    ("subnet", "expected"),
+    [
+        (
+            "10.42.0.0/25",
+            "overlaps the mesh network 10.42.0.0/24; phones need a network of their own",
+        ),
+        ("10.250.0.128/25", "overlaps the management network 10.250.0.0/24"),
+        ("10.43.1.0/24", "overlaps drone-1's 10.43.1.0/24; give each drone its own"),
+        ("10.43.2.1/24", "has host bits set; give the network address, like 10.43.2.0/24"),
+        ("10.43.2.0/30", "too small for phones"),
+    ],
+)
+def test_a_phone_network_that_cannot_work_is_named_with_its_line(tmp_path, subnet, expected):
+    text = DEMO.replace(
+        "    mesh_address: 10.42.0.12\n", f"    mesh_address: 10.42.0.12\n    ap_subnet: {subnet}\n"
+    )
+    found = problems(tmp_path, text)
+    line = line_of(text, "    ap_subnet:")
+    assert any(f"mission.yml:{line} drones[1].ap_subnet" in p and expected in p for p in found), (
+        found
+    )
+
+
+def test_a_ground_network_too_small_for_the_drones_is_refused(tmp_path):
+    text = DEMO.replace("  ground: 10.43.0.0/16", "  ground: 10.43.0.0/25")
+    found = problems(tmp_path, text)
+    line = line_of(text, "  ground:")
+    assert any(f":{line} networks.ground: 10.43.0.0/25 holds no /24" in p for p in found), found

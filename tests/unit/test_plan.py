@@ -42,16 +42,20 @@ def test_ssh_target_renders_no_simulation_settings(tmp_path):
     assert "StrictHostKeyChecking" not in v.get("ansible_ssh_common_args", "")
 
 
-def test_fleet_spec_has_two_links_and_pi_sized_drones():
+def test_fleet_spec_has_management_mesh_and_an_access_point_each_and_pi_sized_drones():
     spec = fleet_spec(load(ROOT / "missions" / "demo"))
     assert spec.fleet == "demo"
     assert {link.name: str(link.subnet) for link in spec.links} == {
         "mgmt": "10.250.0.0/24",
         "mesh": "10.42.0.0/24",
+        "ground-drone-1": "10.43.1.0/24",
+        "ground-drone-2": "10.43.2.0/24",
+        "ground-drone-3": "10.43.3.0/24",
     }
     d1 = spec.drones[0]
     assert d1.addresses == {
         "mgmt": ipaddress.IPv4Address("10.250.0.11"),
         "mesh": ipaddress.IPv4Address("10.42.0.11"),
+        "ground-drone-1": ipaddress.IPv4Address("10.43.1.1"),
     }
     assert (d1.memory, d1.cpus) == ("1g", 1.0)
