@@ -10,8 +10,8 @@ import pytest
 
 # molecule.yml: each platform's address on each link
 ADDRESSES = {
-    "drone-m1": {"mgmt": "10.251.0.11", "mesh": "10.251.1.11", "ground": "10.251.2.11"},
-    "drone-m2": {"mgmt": "10.251.0.12", "mesh": "10.251.1.12", "ground": "10.251.2.12"},
+    "drone-m1": {"mgmt": "10.251.0.11", "mesh": "10.251.1.11", "ground-m1": "10.251.11.1"},
+    "drone-m2": {"mgmt": "10.251.0.12", "mesh": "10.251.1.12", "ground-m2": "10.251.12.1"},
 }
 RELEASES = {"drone-m1": "12", "drone-m2": "13"}
 
@@ -268,9 +268,11 @@ def test_management_and_mesh_reach_ssh_and_the_cluster_ports_only(listener, dron
     assert scan["udp"] == {4789: "closed", 7946: "closed", 9999: "filtered"}
 
 
-def test_the_ground_side_reaches_nothing(listener, drone):
-    scan = _scan(drone, "ground")
-    assert set(scan["tcp"].values()) == {"filtered"}
+def test_the_ground_side_reaches_dns_alone(listener, drone):
+    # the access point's own link, where phones are: only its resolver answers
+    scan = _scan(drone, f"ground-{drone.removeprefix('drone-')}")
+    assert {p for p, s in scan["tcp"].items() if s != "filtered"} == {53}
+    assert scan["tcp"][53] == "open"
     assert set(scan["udp"].values()) == {"filtered"}
 
 

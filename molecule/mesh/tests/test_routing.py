@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
 from cloudrone.bench.lab import wait_until
-from cloudrone.fleet import sim
 
 MESH = {"drone-a": "10.246.1.11", "drone-b": "10.246.1.12", "drone-c": "10.246.1.13"}
-C_NETWORK = "10.246.13.0/24"  # drone-c's mesh_hna_networks
+C_NETWORK = "10.246.13.0/24"  # drone-c's access point subnet, announced by HNA
 # the fast profile: a neighbour is lost after 1.5 s, a topology entry after 6 s
 HOLD = 6.0
 # every check looks from drone-a, the end of the line
 testinfra_hosts = ["ansible://drone-a"]
-
-
-@pytest.fixture(scope="module")
-def fleet() -> sim.SimFleet:
-    folder = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
-    with open(os.path.join(folder, "platforms.json")) as f:
-        platforms = json.load(f)
-    return sim.SimFleet(sim.spec_from_platforms("molecule-mesh", platforms), log=lambda _m: None)
 
 
 @pytest.fixture
