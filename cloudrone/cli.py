@@ -205,11 +205,11 @@ def _print_recap(mission: Mission, stats: dict[str, dict[str, int]]) -> None:
 
 def _print_access(mission: Mission) -> None:
     table = Table(title="How to reach the drones", title_justify="left")
-    for col in ("drone", "management", "mesh", "ssh"):
+    for col in ("drone", "management", "mesh", "phones", "ssh"):
         table.add_column(col)
     for d in mission.drones:
         ssh = f"ssh -i {mission.ssh_key} {mission.admin_user}@{d.management_address}"
-        table.add_row(d.name, d.management_address, str(d.mesh_address), ssh)
+        table.add_row(d.name, d.management_address, str(d.mesh_address), str(d.ap_subnet), ssh)
     console.print(table)
     if mission.target == "sim":
         console.print(
