@@ -253,3 +253,28 @@ def test_the_phone_cannot_speak_olsr_to_any_drone(phone, lease, fleet, on_drone)
         assert wait_until(heard, 5), "C never heard the control HELLO: the probe proves nothing"
     finally:
         sock.close()
+
+
+# A laptop's mDNS question (RFC 6762 legacy unicast: asked from an ordinary port,
+# answered to it): which _http._tcp services are there?
+MDNS_BROWSE = r"""
+import socket, struct
+name = b"".join(bytes([len(p)]) + p for p in b"_http._tcp.local".split(b".")) + b"\0"
+query = struct.pack("!6H", 0x1234, 0, 1, 0, 0, 0) + name + struct.pack("!2H", 12, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.sendto(query, ("224.0.0.251", 5353))
+data, peer = s.recvfrom(4096)
+print(peer[0], data.hex())
+"""
+
+
+def test_a_laptop_finds_the_service_by_mdns_on_the_access_point(phone, lease):
+    code, out = phone.sh("python3 -c " + shlex.quote(MDNS_BROWSE))
+    assert code == 0, out
+    peer, answer = out.split()
+    data = bytes.fromhex(answer)
+    assert peer == ACCESS_POINT["drone-a"]
+    # the instance, its port (SRV) and its address (A): C's page
+    assert b"\x04camp" in data
+    assert (8080).to_bytes(2, "big") in data
+    assert socket.inet_aton(MESH["drone-c"]) in data
