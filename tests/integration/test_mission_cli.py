@@ -26,6 +26,8 @@ ssh_key: {key}
 networks:
   management: 10.252.0.0/24
   mesh: 10.252.1.0/24
+  # clear of the demo's phones (10.43.0.0/16), which may be up beside it
+  ground: 10.252.64.0/18
 drones:
   - name: solo
     management_address: 10.252.0.21
