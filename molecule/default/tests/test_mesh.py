@@ -52,7 +52,7 @@ def test_announced_networks_become_kernel_routes_and_the_daemon_agrees(host, dro
 
 
 def test_the_mesh_interface_is_trusted_and_relays(host):
-    mesh_iface = host.check_output("ip -o -4 addr show | awk '/ 10.251.1./{print $2}'")
+    mesh_iface = host.check_output("ip -o -4 addr show | awk '$4 ~ /^10[.]251[.]1[.]/ {print $2}'")
     trusted = host.check_output("nft list set inet cloudrone trusted_ifaces")
     assert f'"{mesh_iface}"' in trusted
     forward = host.check_output("nft list chain inet cloudrone roles_forward")
