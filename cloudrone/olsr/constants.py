@@ -10,11 +10,22 @@ TC_MESSAGE = 2
 MID_MESSAGE = 3
 HNA_MESSAGE = 4
 
+# olsrd's link-quality messages (its LinkQualityLevel 2, the default: ETX). Not RFC
+# 3626 and not implemented here: an olsrd node sending them never becomes a neighbour,
+# so the daemon reports their senders (Node.lq_senders) instead of ignoring them.
+LQ_HELLO_MESSAGE = 201
+LQ_TC_MESSAGE = 202
+LQ_MESSAGES = frozenset({LQ_HELLO_MESSAGE, LQ_TC_MESSAGE})
+# senders of link-quality messages remembered at once; beyond that they are only counted
+MAX_LQ_SENDERS = 64
+
 MESSAGE_NAMES = {
     HELLO_MESSAGE: "HELLO",
     TC_MESSAGE: "TC",
     MID_MESSAGE: "MID",
     HNA_MESSAGE: "HNA",
+    LQ_HELLO_MESSAGE: "LQ_HELLO",
+    LQ_TC_MESSAGE: "LQ_TC",
 }
 
 # Link types (section 18.5)

@@ -289,11 +289,32 @@ class Daemon:
                 data, (source, _port) = iface.sock.recvfrom(65535)
             except OSError:  # drained (BlockingIOError) or the interface went away
                 return
-            self.recv_bytes += len(data)
-            forward = self.node.receive(data, source, iface.name)
-            if forward:
-                self.queue_forward(forward)
-            self.after_state_change()
+            self.on_datagram(data, source, iface.name)
+
+    def on_datagram(self, data: bytes, source: str, ifname: str) -> None:
+        self.recv_bytes += len(data)
+        forward = self.node.receive(data, source, ifname)
+        if forward:
+            self.queue_forward(forward)
+        if self.node.lq_new:
+            self.report_lq_senders()
+        self.after_state_change()
+
+    def report_lq_senders(self) -> None:
+        """One warning per new sender of olsrd link-quality messages, never per packet."""
+        for address in self.node.lq_new:
+            sender = self.node.lq_senders[address]
+            event(
+                logging.WARNING,
+                status.lq_problem(sender),
+                "link_quality_sender",
+                address=address,
+                originators=sorted(sender.originators),
+                message_types=status.lq_names(sender),
+                fix=status.lq_fix(sender),
+            )
+        self.node.lq_new.clear()
+        self.notify_status()
 
     def after_state_change(self) -> None:
         if self.node.tc_changed and "tc-change" not in self.timers:
@@ -398,6 +419,7 @@ class Daemon:
             "routes": lambda: status.routes(self.routes_wanted, names, self.config.route_metric),
             "mpr": lambda: status.mpr(node, now),
             "stats": self.stats,
+            "warnings": lambda: status.warnings(node, now, time.time()),
         }
         out: dict[str, Any] = {s: makers[s]() for s in sections}
         out.update(
@@ -429,10 +451,16 @@ class Daemon:
 
     def notify_status(self) -> None:
         sym = len(self.node.symmetric_neighbors())
-        sdnotify.notify(
+        line = (
             f"STATUS={sym} neighbours, {len(self.route_table.installed)} routes, "
             f"{len(self.node.mpr_set)} MPRs"
         )
+        if self.node.lq_senders:
+            line += (
+                f"; {len(self.node.lq_senders)} olsrd node(s) with link quality cannot be "
+                "neighbours: set LinkQualityLevel 0 on them (see /warnings)"
+            )
+        sdnotify.notify(line)
 
     # --- signals and reload ------------------------------------------------------------
 

@@ -22,6 +22,8 @@ from cloudrone.olsr.constants import (
     HNA_INTERVAL,
     HNA_MESSAGE,
     LOST_LINK,
+    LQ_MESSAGES,
+    MAX_LQ_SENDERS,
     MAX_TTL,
     MID_HOLD_TIME,
     MID_INTERVAL,
@@ -86,6 +88,23 @@ class DuplicateTuple:
     retransmitted: bool = False
 
 
+@dataclass(slots=True)
+class LqSender:
+    """A neighbour interface that sends olsrd's link-quality messages (LQ_HELLO, LQ_TC).
+
+    Such a node runs olsrd with LinkQualityLevel 2 and never sends the HELLO this node
+    needs, so the two never become neighbours: kept to be reported, not to route by.
+    """
+
+    address: str  # the sending interface (the packets' source address)
+    first: float
+    last: float
+    until: float  # the last message's validity (its Vtime): still sending until then
+    packets: int = 0
+    types: set[int] = field(default_factory=set)
+    originators: set[str] = field(default_factory=set)
+
+
 class Node:
     """The repositories of one OLSR node and the rules that maintain them."""
 
@@ -117,6 +136,8 @@ class Node:
         self.duplicates: dict[tuple[str, int], DuplicateTuple] = {}
         self.mid: dict[str, tuple[str, float]] = {}  # iface -> (main, time)
         self.hna: dict[tuple[str, str, int], float] = {}  # (gateway, net, prefix) -> time
+        self.lq_senders: dict[str, LqSender] = {}  # source address -> what it sent
+        self.lq_new: list[str] = []  # senders not yet reported: the daemon takes them
 
         self.ansn = 0
         self._advertised: frozenset[str] = frozenset()
@@ -268,6 +289,9 @@ class Node:
             self.counters[f"malformed_{exc.reason}"] += 1
             return []
         self.counters["packets"] += 1
+        lq = [m for m in packet.messages if m.type in LQ_MESSAGES]
+        if lq:
+            self._note_lq_sender(source, lq)
         forward: list[bytes] = []
         for msg in packet.messages:
             out = self._handle_message(msg, source, local)
@@ -292,9 +316,27 @@ class Node:
                 self._process_mid(msg, msg.body, source)
             elif msg.type == HNA_MESSAGE and isinstance(msg.body, Hna):
                 self._process_hna(msg, msg.body, source)
+            elif msg.type in LQ_MESSAGES:
+                self.counters["link_quality"] += 1
             else:
                 self.counters["unknown_type"] += 1
         return self._forward(msg, source, local)
+
+    def _note_lq_sender(self, source: str, messages: list[Message]) -> None:
+        """Remember who sends olsrd link-quality messages; a new sender is reported once."""
+        now = self.clock()
+        sender = self.lq_senders.get(source)
+        if sender is None:
+            if len(self.lq_senders) >= MAX_LQ_SENDERS:
+                self.counters["link_quality_senders_not_kept"] += 1
+                return
+            sender = self.lq_senders[source] = LqSender(source, now, now, now)
+            self.lq_new.append(source)
+        sender.last = now
+        sender.until = max(sender.until, now + max(m.validity for m in messages))
+        sender.packets += 1
+        sender.types.update(m.type for m in messages)
+        sender.originators.update(m.originator for m in messages)
 
     def _forward(self, msg: Message, source: str, local: str) -> bytes | None:
         """The default forwarding algorithm of section 3.4.1."""

@@ -1,4 +1,5 @@
-"""The daemon's state as JSON, shaped like olsrd's jsoninfo 1.1 plugin, plus the MPR set.
+"""The daemon's state as JSON, shaped like olsrd's jsoninfo 1.1 plugin, plus the MPR set
+and the warnings an operator has to act on.
 
 Validity times are milliseconds from now. Pure: builds dictionaries from a node.
 """
@@ -8,9 +9,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from cloudrone.olsr.protocol import Node
+from cloudrone.olsr.constants import MESSAGE_NAMES
+from cloudrone.olsr.protocol import LqSender, Node
 
-SECTIONS = ("links", "neighbors", "2hop", "topology", "hna", "mid", "routes", "mpr", "stats")
+SECTIONS = (
+    "links", "neighbors", "2hop", "topology", "hna", "mid", "routes", "mpr", "stats",
+    "warnings",
+)  # fmt: skip
 
 
 def _ms(until: float, now: float) -> int:
@@ -156,3 +161,51 @@ def mpr(node: Node, now: float) -> dict[str, Any]:
         "ansn": node.ansn,
         "advertised": sorted(node.advertised_set()),
     }
+
+
+# --- warnings --------------------------------------------------------------------------
+
+
+def lq_names(sender: LqSender) -> list[str]:
+    return [MESSAGE_NAMES.get(t, str(t)) for t in sorted(sender.types)]
+
+
+def lq_problem(sender: LqSender) -> str:
+    """What is wrong with a sender of olsrd link-quality messages, in one sentence."""
+    kinds = ", ".join(f"{MESSAGE_NAMES.get(t, t)} (type {t})" for t in sorted(sender.types))
+    return (
+        f"{sender.address} sends olsrd link-quality messages ({kinds}): it runs olsrd "
+        "with LinkQualityLevel 2 (ETX) while this daemon routes by hop count with RFC 3626 "
+        "HELLO and TC, so the two will never become neighbours"
+    )
+
+
+def lq_fix(sender: LqSender) -> str:
+    return (
+        f"set LinkQualityLevel 0 in olsrd.conf on the node at {sender.address} and restart "
+        "olsrd; cloudrone-olsrd has no link-quality mode yet"
+    )
+
+
+def warnings(node: Node, now: float, wall: float) -> list[dict[str, Any]]:
+    """Conditions that keep the mesh apart and need an operator: one entry each.
+
+    ``now`` is the node's (monotonic) clock, ``wall`` the Unix time at ``now``; the
+    ``firstSeen`` and ``lastSeen`` times are Unix seconds, like ``systemTime``.
+    """
+    return [
+        {
+            "kind": "link_quality",
+            "address": s.address,
+            "originators": sorted(s.originators),
+            "messageTypes": sorted(s.types),
+            "messageNames": lq_names(s),
+            "packets": s.packets,
+            "firstSeen": round(wall - (now - s.first), 3),
+            "lastSeen": round(wall - (now - s.last), 3),
+            "active": s.until >= now,
+            "problem": lq_problem(s),
+            "fix": lq_fix(s),
+        }
+        for s in sorted(node.lq_senders.values(), key=lambda x: x.address)
+    ]
