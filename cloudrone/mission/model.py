@@ -79,7 +79,6 @@ HINTS: dict[str, str] = {
 
 # Phones' networks when the mission names none: drone N gets 10.43.N.0/24.
 DEFAULT_GROUND = "10.43.0.0/16"
-FIRST_AP_SUBNET = ipaddress.IPv4Network("10.43.1.0/24")
 
 
 class MissionError(ConfigProblems):
@@ -91,10 +90,10 @@ class DronePlan:
     name: str
     management_address: str
     mesh_address: ipaddress.IPv4Address
+    # the drone's access point subnet; it takes the first address
+    ap_subnet: ipaddress.IPv4Network
     model: str
     system_id: int = 1
-    # the drone's access point subnet; it takes the first address
-    ap_subnet: ipaddress.IPv4Network = FIRST_AP_SUBNET
 
     @property
     def ap_address(self) -> ipaddress.IPv4Address:
@@ -283,9 +282,10 @@ def load(bundle: Path) -> Mission:
                 name=name,
                 management_address=str(raw["management_address"]),
                 mesh_address=addrs.get("mesh_address", ipaddress.IPv4Address(0)),
+                # (a problem was reported where there is none: the load fails below)
+                ap_subnet=ap_subnet or ipaddress.IPv4Network("0.0.0.0/32"),
                 model=raw.get("model", "pi2"),
                 system_id=system_id,
-                **({"ap_subnet": ap_subnet} if ap_subnet else {}),
             )
         )
     problems.raise_if_any(MissionError)
