@@ -76,16 +76,21 @@ def stream_until(send: Any, condition: Any, timeout: float = 10.0, what: str = "
     return wait_until(step, timeout, what)
 
 
+def refused_until(b: Any, sender: Sender, counter: str, what: str) -> None:
+    """``sender`` streams sticks and asks to arm until ``counter`` has refused 20 frames."""
+    stream_until(
+        lambda: (sender.pilot(b.port), sender.arm(b.port)),
+        lambda: b.status()["mavlink"][counter] >= 20,
+        what=what,
+    )
+
+
 def test_a_second_sender_is_refused_while_the_ground_station_flies(bridge, ground) -> None:  # type: ignore[no-untyped-def]
     b = bridge()  # ground station 127.0.0.1: the only one allowed by default
     stranger = Sender("127.0.0.2")
     try:
         # The stranger streams sticks and asks to arm: refused, counted, never answered.
-        stream_until(
-            lambda: (stranger.pilot(b.port), stranger.arm(b.port)),
-            lambda: b.status()["mavlink"]["rejected_sender"] >= 20,
-            what="stranger's frames counted",
-        )
+        refused_until(b, stranger, "rejected_sender", "stranger's frames counted")
         s = b.status()
         assert s["mode"] == "disarmed" and s["pilot_link"] is False
         assert s["mavlink"]["manual_control"] == 0 and s["mavlink"]["commands"] == 0
@@ -137,16 +142,8 @@ def test_signed_link_flies_unsigned_and_wrongly_signed_frames_are_refused(
     unsigned = Sender("127.0.0.1")
     forger = Sender("127.0.0.1", key=WRONG_KEY)
     try:
-        stream_until(
-            lambda: (unsigned.pilot(b.port), unsigned.arm(b.port)),
-            lambda: b.status()["mavlink"]["rejected_unsigned"] >= 20,
-            what="unsigned frames refused",
-        )
-        stream_until(
-            lambda: (forger.pilot(b.port), forger.arm(b.port)),
-            lambda: b.status()["mavlink"]["rejected_bad_signature"] >= 20,
-            what="wrongly signed frames refused",
-        )
+        refused_until(b, unsigned, "rejected_unsigned", "unsigned frames refused")
+        refused_until(b, forger, "rejected_bad_signature", "wrongly signed frames refused")
         s = b.status()
         assert s["mode"] == "disarmed" and s["pilot_link"] is False
         assert s["mavlink"]["manual_control"] == 0 and s["mavlink"]["commands"] == 0
