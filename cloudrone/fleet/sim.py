@@ -644,7 +644,7 @@ touch "$marker"
         for link in self.spec.links:
             bridge = self.bridge_of(link)
             rule = ["DOCKER-USER", "-i", bridge, "-o", bridge, "-j", "ACCEPT",
-                    "-m", "comment", "--comment", f"cloudrone-{self.spec.fleet}"]  # fmt: skip
+                    "-m", "comment", "--comment", _routed_comment(self.spec.fleet)]  # fmt: skip
             try:
                 present = subprocess.run(["iptables", "-C", *rule], capture_output=True)
                 if present.returncode != 0:
@@ -791,7 +791,7 @@ def add_phone(spec: FleetSpec, link: str, name: str, image: str) -> Phone:
                          f"{', '.join(lk.name for lk in spec.links)}")  # fmt: skip
     if not Path(PHONE_BUSYBOX).exists():
         raise FleetError(f"{PHONE_BUSYBOX} not found: run scripts/setup.sh (busybox-static)")
-    container_name = f"cloudrone-{spec.fleet}-{name}"
+    container_name = spec.container_name(name)
     with contextlib.suppress(docker.errors.NotFound):
         client.containers.get(container_name).remove(force=True)
     container = client.containers.run(
@@ -835,6 +835,11 @@ def down(fleet: str, log: Callable[[str], None] = print) -> int:
     return removed
 
 
+def _routed_comment(fleet: str) -> str:
+    """What marks a fleet's DOCKER-USER rules, for ``down`` to find them."""
+    return f"cloudrone-{fleet}"
+
+
 def _remove_routed_rules(fleet: str, log: Callable[[str], None]) -> None:
     """Take the fleet's DOCKER-USER rules (SimFleet.allow_routed_traffic) away."""
     try:
@@ -843,7 +848,7 @@ def _remove_routed_rules(fleet: str, log: Callable[[str], None]) -> None:
     except FileNotFoundError:
         return
     for line in listing.splitlines():
-        if f"--comment cloudrone-{fleet} " in line + " " and line.startswith("-A "):
+        if f"--comment {_routed_comment(fleet)} " in line + " " and line.startswith("-A "):
             args = shlex.split(line)[1:]
             subprocess.run(["iptables", "-D", *args], capture_output=True, check=False)
             log(f"    removed routed-traffic rule {' '.join(args)}")
