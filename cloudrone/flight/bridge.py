@@ -252,7 +252,7 @@ class Bridge:
         self.sensor_errors[name] = error
         self._due[f"retry_{name}"] = now + SENSOR_RETRY_S
         if error is None and before:
-            self.warnings = [w for w in self.warnings if not w.startswith(f"{name.upper()} ")]
+            self._drop_warnings(name)
             log.info("%s found: %s", name, source.name)
             if self.sock is not None:
                 self._text(mavlink.MAV_SEVERITY_NOTICE, f"{name.capitalize()} sensor back", now)
@@ -261,11 +261,14 @@ class Bridge:
                 "battery": "no battery voltage: low-battery landing is OFF",
                 "gps": "no position",
             }[name]
-            self.warnings = [w for w in self.warnings if not w.startswith(f"{name.upper()} ")]
+            self._drop_warnings(name)
             self.warnings.append(f"{name.upper()} MISSING, flying without it ({what}): {error}")
             log.warning(self.warnings[-1])
             if self.sock is not None:
                 self._text(mavlink.MAV_SEVERITY_WARNING, self.warnings[-1], now)
+
+    def _drop_warnings(self, name: str) -> None:
+        self.warnings = [w for w in self.warnings if not w.startswith(f"{name.upper()} ")]
 
     # ------------------------------------------------------------------ output
     def _targets(self, now: float) -> list[tuple[str, int]]:
