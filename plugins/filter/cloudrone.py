@@ -7,7 +7,9 @@ the controller; these need the standard library alone.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+import tarfile
 from typing import Any
 
 
@@ -116,6 +118,118 @@ def utf8_length(text: Any) -> int:
     return len(str(text).encode("utf-8"))
 
 
+def docker_archive_images(path: str) -> list[str]:
+    """What a ``docker save`` archive holds, as ``docker image ls --no-trunc``
+    prints it: ``sha256:ID REPOSITORY:TAG`` for each tag (``<none>:<none>``
+    for an untagged image). The ID is the digest of the image's config, in the
+    legacy layout (``ID.json``) and the OCI one (``blobs/sha256/ID``) alike.
+    """
+    try:
+        with tarfile.open(path) as tar:
+            member = tar.extractfile("manifest.json")
+            manifest = json.load(member) if member else None
+    except (OSError, KeyError, tarfile.TarError, ValueError) as exc:
+        raise ValueError(f"{path}: not a docker save archive ({exc})") from None
+    if not isinstance(manifest, list):
+        raise ValueError(f"{path}: not a docker save archive (manifest.json is not a list)")
+    out = []
+    for image in manifest:
+        digest = str(image.get("Config", "")).rsplit("/", 1)[-1].removesuffix(".json")
+        for tag in image.get("RepoTags") or ["<none>:<none>"]:
+            out.append(f"sha256:{digest} {tag}")
+    return sorted(out)
+
+
+def binpack_plan(nodes: list[dict], services: list[dict]) -> list[dict]:
+    """The binpack placement (cloudrone.mission.placement) as Swarm services.
+
+    ``nodes``: [{name, memory (bytes), cpus}] in fleet order; ``services``:
+    [{name, replicas, memory, cpus, host_ports}]. One Swarm service per
+    (service, drone), pinned by ``node.hostname``. A replica that fits nowhere,
+    or two replicas on one drone publishing the same port in mode=host, is
+    refused with a message that names the service and the fix.
+    """
+    from cloudrone.mission.placement import Node, PlacementError, Service, binpack
+
+    try:
+        plan = binpack(
+            [Node(n["name"], int(n["memory"]), float(n["cpus"])) for n in nodes],
+            [
+                Service(s["name"], int(s["replicas"]), int(s["memory"]), float(s["cpus"]))
+                for s in services
+            ],
+        )
+    except PlacementError as exc:
+        raise ValueError(str(exc)) from None
+    host_ports = {s["name"] for s in services if s.get("host_ports")}
+    out = plan.swarm_services()
+    for entry in out:
+        if entry["service"] in host_ports and entry["replicas"] > 1:
+            raise ValueError(
+                f"service {entry['service']}: binpack puts {entry['replicas']} replicas on "
+                f"{entry['constraints'][0].split('==')[1]}, and they publish the same port in "
+                "mode=host: place it with spread, or publish no port (the ingress mesh "
+                "needs IPVS)"
+            )
+    return out
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def memory_bytes(value: Any) -> int:
+    """A size as Docker writes it (``300M``, ``1g``, ``512MiB``, ``1024``) in bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)(?:i?b)?\s*", str(value), re.I)
+    if not match:
+        raise ValueError(f"{value!r} is not a size: write it like 64M, 1G or 1048576")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def swarm_capacity(
+    nodes: list[dict], hosts: list[str], model_mb: dict[str, int], reserve_mb: int, share: int
+) -> list[dict]:
+    """What binpack may fill on each ready, active swarm node, in fleet order.
+
+    ``nodes``: ``docker node inspect`` results; ``hosts``: the fleet's drones in
+    order (node hostname = drone name); ``model_mb``: each drone's memory by its
+    model, 0 when unknown. A node's memory is the model's or what its engine
+    reports, whichever is less, minus ``reserve_mb``; its CPUs ``share`` percent
+    of its cores.
+    """
+    by_name = {
+        n["Description"]["Hostname"]: n
+        for n in nodes
+        if n.get("Status", {}).get("State") == "ready"
+        and n.get("Spec", {}).get("Availability") == "active"
+    }
+    out = []
+    for host in hosts:
+        node = by_name.get(host)
+        if node is None:
+            continue
+        resources = node["Description"]["Resources"]
+        engine_mb = int(resources["MemoryBytes"]) // 2**20
+        mb = min(engine_mb, int(model_mb.get(host) or engine_mb)) - int(reserve_mb)
+        cpus = int(resources["NanoCPUs"]) / 1e9 * int(share) / 100
+        out.append({"name": host, "memory": max(mb, 0) * 2**20, "cpus": cpus})
+    return out
+
+
+def binpack_services(services: list[dict]) -> list[dict]:
+    """The binpack services of a mission as the planner takes them."""
+    return [
+        {
+            "name": s["name"],
+            "replicas": int(s.get("replicas", 1)),
+            "memory": memory_bytes(s.get("memory", 0)),
+            "cpus": float(s.get("cpus", 0)),
+            "host_ports": bool(s.get("ports")),
+        }
+        for s in services
+        if s.get("placement") == "binpack"
+    ]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -129,4 +243,9 @@ class FilterModule:
             "channels_allowed": channels_allowed,
             "default_route_split": default_route_split,
             "utf8_length": utf8_length,
+            "docker_archive_images": docker_archive_images,
+            "binpack_plan": binpack_plan,
+            "memory_bytes": memory_bytes,
+            "swarm_capacity": swarm_capacity,
+            "binpack_services": binpack_services,
         }

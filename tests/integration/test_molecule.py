@@ -36,3 +36,5 @@ def test_scenario(scenario, drone_image):
     assert result.returncode == 0, output[-20000:]
     assert "idempotence: Executed: Successful" in output
     assert "verify: Executed: Successful" in output
+    # swarm join tokens never reach the output (no_log)
+    assert "SWMTKN" not in output

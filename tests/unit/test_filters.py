@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
+
 from tests.conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location(
@@ -74,3 +76,115 @@ def test_a_preferred_gateway_announces_longer_prefixes():
 
     with pytest.raises(ValueError, match="1 \\(preferred\\), 2 or 3"):
         filters.default_route_split(0)
+
+
+# --- The micro cloud -----------------------------------------------------------------
+
+
+def test_sizes_as_docker_writes_them():
+    assert filters.memory_bytes("300M") == 300 * 2**20
+    assert filters.memory_bytes("1g") == 2**30
+    assert filters.memory_bytes("512MiB") == 512 * 2**20
+    assert filters.memory_bytes(1024) == 1024
+    assert filters.memory_bytes("0.5G") == 2**29
+    with pytest.raises(ValueError, match="64M, 1G"):
+        filters.memory_bytes("lots")
+
+
+def _node(name, mb, cpus, state="ready", availability="active"):
+    return {
+        "Description": {
+            "Hostname": name,
+            "Resources": {"MemoryBytes": mb * 2**20, "NanoCPUs": int(cpus * 1e9)},
+        },
+        "Status": {"State": state},
+        "Spec": {"Availability": availability},
+    }
+
+
+def test_capacity_in_fleet_order_from_the_model_or_the_engine_whichever_is_less():
+    nodes = [
+        _node("b", 24000, 2),
+        _node("a", 24000, 4),
+        _node("c", 900, 4),
+        _node("gone", 1024, 4, state="down"),
+        _node("drained", 1024, 4, availability="drain"),
+    ]
+    out = filters.swarm_capacity(
+        nodes, ["a", "b", "c", "gone", "drained"], {"a": 1024, "b": 0, "c": 1024}, 192, 70
+    )
+    assert [n["name"] for n in out] == ["a", "b", "c"]
+    assert out[0] == {"name": "a", "memory": 832 * 2**20, "cpus": pytest.approx(2.8)}
+    assert out[1]["memory"] == (24000 - 192) * 2**20  # no model: the engine's figure
+    assert out[2]["memory"] == (900 - 192) * 2**20  # the engine reports less than the model
+
+
+def test_binpack_services_are_read_from_the_mission():
+    services = [
+        {"name": "web", "image": "x", "placement": "spread"},
+        {"name": "packed", "replicas": 3, "memory": "300M", "cpus": 0.25, "placement": "binpack"},
+        {"name": "api", "memory": "64M", "placement": "binpack", "ports": [{"target": 80}]},
+    ]
+    assert filters.binpack_services(services) == [
+        {"name": "packed", "replicas": 3, "memory": 300 * 2**20, "cpus": 0.25, "host_ports": False},
+        {"name": "api", "replicas": 1, "memory": 64 * 2**20, "cpus": 0.0, "host_ports": True},
+    ]
+
+
+def test_binpack_plan_pins_replicas_and_refuses_what_cannot_work():
+    nodes = [
+        {"name": "a", "memory": 832 * 2**20, "cpus": 1.4},
+        {"name": "b", "memory": 832 * 2**20, "cpus": 1.4},
+    ]
+    plan = filters.binpack_plan(
+        nodes,
+        [{"name": "packed", "replicas": 3, "memory": 300 * 2**20, "cpus": 0, "host_ports": False}],
+    )
+    assert plan == [
+        {
+            "name": "packed-a",
+            "service": "packed",
+            "replicas": 2,
+            "constraints": ["node.hostname==a"],
+        },
+        {
+            "name": "packed-b",
+            "service": "packed",
+            "replicas": 1,
+            "constraints": ["node.hostname==b"],
+        },
+    ]
+    with pytest.raises(ValueError, match=r"packed: a replica reserving 900 MiB.*fits on no drone"):
+        filters.binpack_plan(
+            nodes, [{"name": "packed", "replicas": 1, "memory": 900 * 2**20, "cpus": 0}]
+        )
+    with pytest.raises(ValueError, match=r"api: binpack puts 2 replicas on a.*mode=host"):
+        filters.binpack_plan(
+            nodes, [{"name": "api", "replicas": 2, "memory": 2**20, "cpus": 0, "host_ports": True}]
+        )
+
+
+def test_a_docker_save_archive_lists_its_images_as_docker_image_ls(tmp_path):
+    import io
+    import json
+    import tarfile
+
+    def archive(manifest):
+        path = tmp_path / "a.tar"
+        with tarfile.open(path, "w") as tar:
+            data = json.dumps(manifest).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return str(path)
+
+    legacy = archive([{"Config": "abc123.json", "RepoTags": ["web:1", "web:latest"]}])
+    assert filters.docker_archive_images(legacy) == [
+        "sha256:abc123 web:1",
+        "sha256:abc123 web:latest",
+    ]
+    oci = archive([{"Config": "blobs/sha256/def456", "RepoTags": None}])
+    assert filters.docker_archive_images(oci) == ["sha256:def456 <none>:<none>"]
+    (tmp_path / "not.tar").write_text("hello")
+    with pytest.raises(ValueError, match="not a docker save archive"):
+        filters.docker_archive_images(str(tmp_path / "not.tar"))
