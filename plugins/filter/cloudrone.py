@@ -215,6 +215,24 @@ def swarm_capacity(
     return out
 
 
+def fleet_capacity(
+    hosts: list[str], models: dict[str, str], model_mb: dict[str, int], reserve_mb: int
+) -> list[dict]:
+    """What each drone has for services by its model alone (no drone asked):
+    [{name, memory, cpus}] in fleet order, CPUs not counted; empty when a
+    drone's model is unknown (the services role then checks on the drones)."""
+    if any(int(model_mb.get(models.get(h) or "", 0)) <= 0 for h in hosts):
+        return []
+    return [
+        {
+            "name": h,
+            "memory": max(int(model_mb[models[h]]) - int(reserve_mb), 0) * 2**20,
+            "cpus": float("inf"),
+        }
+        for h in hosts
+    ]
+
+
 def binpack_services(services: list[dict]) -> list[dict]:
     """The binpack services of a mission as the planner takes them."""
     return [
@@ -248,4 +266,5 @@ class FilterModule:
             "memory_bytes": memory_bytes,
             "swarm_capacity": swarm_capacity,
             "binpack_services": binpack_services,
+            "fleet_capacity": fleet_capacity,
         }

@@ -109,6 +109,55 @@ CASES = {
         changed(d1={"mesh_gateway": True}),
         ["d1, d2 are all gateways", "mesh_gateway_metric", "1 for the preferred uplink"],
     ),
+    "an even number of managers": (
+        changed(vars={"cloudrone_swarm_role": "manager"}),
+        ["would have 2 managers (d1, d2)", "cloudrone_swarm_role", "1, 3 or 5"],
+    ),
+    "no manager at all": (
+        changed(vars={"cloudrone_swarm_role": "worker"}),
+        ["would have 0 managers (none)", "cloudrone_swarm_role"],
+    ),
+    "overlay networks on the phones' networks": (
+        changed(vars={"swarm_address_pool": "10.43.0.0/16"}),
+        ["d1: swarm_address_pool 10.43.0.0/16 overlaps 10.43.1.0/24", "of its own"],
+    ),
+    "a service whose image is on board nowhere": (
+        changed(vars={"cloudrone_swarm_services": [{"name": "maps", "image": "tiles:1"}]}),
+        [
+            "cloudrone_swarm_services[0] (maps)",
+            "tiles:1 is neither in an archive",
+            "services_registry",
+        ],
+    ),
+    "a spread service bigger than any drone": (
+        changed(
+            vars={
+                "cloudrone_model": "pi2",
+                "services_registry": "camp:5000",
+                "cloudrone_swarm_services": [
+                    {"name": "big", "image": "camp:5000/big", "memory": "2G"}
+                ],
+            }
+        ),
+        ["service big: a replica reserving 2G fits on no drone", "832 MiB", "lower its memory"],
+    ),
+    "a binpack service that fits nowhere": (
+        changed(
+            vars={
+                "cloudrone_model": "pi2",
+                "services_registry": "camp:5000",
+                "cloudrone_swarm_services": [
+                    {
+                        "name": "db",
+                        "image": "camp:5000/db",
+                        "memory": "900M",
+                        "placement": "binpack",
+                    }
+                ],
+            }
+        ),
+        ["service db: a replica reserving 900 MiB", "fits on no drone", "add a drone"],
+    ),
 }
 
 

@@ -61,7 +61,7 @@ def test_a_bad_daemon_json_is_refused_before_it_goes_live(on_drone, drone):
     if "--validate" in help_text:  # Debian 13's engine checks it itself
         code, out = on_drone(drone, "dockerd --validate --config-file /tmp/bad.json")
     else:  # Debian 12's 20.10 has no --validate: the role's checker
-        _code, out = on_drone(
+        code, out = on_drone(
             drone, "/usr/local/libexec/cloudrone-docker-config-check /tmp/bad.json"
         )
         assert "no-such-option" in out, out
