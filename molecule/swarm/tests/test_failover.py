@@ -4,8 +4,8 @@ Runs last (the file name sorts last) and leaves the cluster whole. While the
 leader's drone is down, a steady stream of HTTP requests (20 a second, to the
 test's own drones only) goes to the two-replica service, as a phone would: it
 tries the drones in order, the last one that answered first, and a request
-fails only when none answers. The figures go to failover.json beside the
-scenario's other files, and are printed.
+fails only when none answers. The figures go to the project's
+.cache/failover.json, and are printed.
 """
 
 from __future__ import annotations
@@ -156,7 +156,9 @@ def test_leader_lost_and_back(fleet, on_drone):
         "rejoined_s": rejoined,
     }
     print(json.dumps(figures, indent=2))
-    out = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "failover.json")
+    # kept beyond the scenario (its own folder goes with destroy)
+    out = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], ".cache", "failover.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(figures, f, indent=2)
 
