@@ -707,6 +707,12 @@ touch "$marker"
         self.apply_radio(radio)
         return radio
 
+    def sh(self, drone: str, command: str) -> tuple[int, str]:
+        """Run a shell command on a drone as root: (exit code, output)."""
+        container = self.client.containers.get(self.spec.container_name(drone))
+        result = container.exec_run(["sh", "-c", command])
+        return result.exit_code, result.output.decode(errors="replace")
+
     def describe(self) -> list[dict[str, Any]]:
         out = []
         for drone in self.spec.drones:
@@ -856,6 +862,13 @@ def _remove_routed_rules(fleet: str, log: Callable[[str], None]) -> None:
 
 def rt_budget_available() -> bool:
     return Path("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists()
+
+
+def molecule_fleet(fleet: str) -> SimFleet:
+    """A molecule scenario's fleet, from the platforms its create step wrote."""
+    folder = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    platforms = json.loads((folder / "platforms.json").read_text())
+    return SimFleet(spec_from_platforms(fleet, platforms), log=lambda _m: None)
 
 
 def load_spec(path: Path) -> FleetSpec:

@@ -3,9 +3,6 @@ that change the radio range or put a phone on an access point."""
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
 
 from cloudrone.fleet import sim
@@ -13,19 +10,10 @@ from cloudrone.fleet import sim
 
 @pytest.fixture(scope="session")
 def fleet() -> sim.SimFleet:
-    folder = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
-    with open(os.path.join(folder, "platforms.json")) as f:
-        platforms = json.load(f)
-    return sim.SimFleet(sim.spec_from_platforms("molecule-mesh", platforms), log=lambda _m: None)
+    return sim.molecule_fleet("molecule-mesh")
 
 
 @pytest.fixture(scope="session")
 def on_drone(fleet):
     """Run a shell command on a drone, as root: (exit code, output)."""
-
-    def run(drone: str, command: str) -> tuple[int, str]:
-        container = fleet.client.containers.get(fleet.spec.container_name(drone))
-        result = container.exec_run(["sh", "-c", command])
-        return result.exit_code, result.output.decode(errors="replace")
-
-    return run
+    return fleet.sh
