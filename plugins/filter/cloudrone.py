@@ -6,8 +6,10 @@ the controller; these need the standard library alone.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+import os
 import re
 import tarfile
 from typing import Any
@@ -123,7 +125,19 @@ def docker_archive_images(path: str) -> list[str]:
     prints it: ``sha256:ID REPOSITORY:TAG`` for each tag (``<none>:<none>``
     for an untagged image). The ID is the digest of the image's config, in the
     legacy layout (``ID.json``) and the OCI one (``blobs/sha256/ID``) alike.
+
+    Templates ask this for every drone and every service; an archive is read
+    once for as long as its size and modification time stay the same.
     """
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: not a docker save archive ({exc})") from None
+    return list(_archive_images(os.path.realpath(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _archive_images(path: str, _size: int, _mtime_ns: int) -> tuple[str, ...]:
     try:
         with tarfile.open(path) as tar:
             member = tar.extractfile("manifest.json")
@@ -137,7 +151,7 @@ def docker_archive_images(path: str) -> list[str]:
         digest = str(image.get("Config", "")).rsplit("/", 1)[-1].removesuffix(".json")
         for tag in image.get("RepoTags") or ["<none>:<none>"]:
             out.append(f"sha256:{digest} {tag}")
-    return sorted(out)
+    return tuple(sorted(out))
 
 
 def binpack_plan(nodes: list[dict], services: list[dict]) -> list[dict]:
