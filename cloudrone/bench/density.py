@@ -275,14 +275,26 @@ class Cgroups:
 class Drone:
     """The one simulated drone: provisioned, with a shell that starts containers."""
 
-    def __init__(self, workdir: Path, log=print) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        log=print,
+        *,
+        fleet: str = FLEET,
+        drone: str = DRONE,
+        subnet: str = MGMT,
+        address: str = ADDRESS,
+        memory: str = MEMORY,
+        playbook: str = PLAYBOOK,
+    ) -> None:
         self.workdir = workdir
         self.log = log
-        platforms = [{"name": DRONE, "memory": MEMORY,
-                      "links": [{"name": "mgmt", "subnet": MGMT, "address": ADDRESS}]}]  # fmt: skip
-        self.spec = sim.spec_from_platforms(FLEET, platforms)
+        self.drone, self.address, self.playbook = drone, address, playbook
+        link = {"name": "mgmt", "subnet": subnet, "address": address}
+        platforms = [{"name": drone, "memory": memory, "links": [link]}]
+        self.spec = sim.spec_from_platforms(fleet, platforms)
         self.fleet = sim.SimFleet(self.spec, log=log)
-        self.name = self.spec.container_name(DRONE)
+        self.name = self.spec.container_name(drone)
         self.shell: subprocess.Popen[str] | None = None
         self.cg: Cgroups | None = None
         self.source = ""
@@ -325,20 +337,21 @@ class Drone:
         self.source = f"commit {commit.stdout.strip()}"
         return tree
 
-    def provision(self, profile: str) -> float:
-        """The real roles with ansible-playbook; returns how long it took."""
+    def provision(self, profile: str, extra: dict[str, Any] | None = None, log: str = "") -> float:
+        """The real roles with ansible-playbook (``extra``: more variables, as -e);
+        returns how long it took."""
         root = self.roles()
         gateway = self.spec.links[0].gateway
         inventory = {
             "drones": {
                 "hosts": {
-                    DRONE: {
+                    self.drone: {
                         "ansible_connection": "community.docker.docker",
                         "ansible_host": self.name,
                         "ansible_user": "root",
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "cloudrone_simulated": True,
-                        "cloudrone_management_address": ADDRESS,
+                        "cloudrone_management_address": self.address,
                         "base_apt_proxy": f"http://{gateway}:3142",
                         **INNER,
                     }
@@ -346,7 +359,10 @@ class Drone:
             }
         }
         (self.workdir / "inventory.json").write_text(json.dumps(inventory))
-        (self.workdir / "density.yml").write_text(PLAYBOOK.format(roles=root / "roles"))
+        (self.workdir / "bench.yml").write_text(self.playbook.format(roles=root / "roles"))
+        (self.workdir / "extra.json").write_text(
+            json.dumps({"docker_engine_profile": profile, **(extra or {})})
+        )
         env = {
             **os.environ,
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
@@ -356,14 +372,13 @@ class Drone:
         playbook = Path(sys.executable).with_name("ansible-playbook")
         start = time.monotonic()
         done = subprocess.run(
-            [str(playbook), "-i", "inventory.json", "density.yml",
-             "-e", f"docker_engine_profile={profile}"],
+            [str(playbook), "-i", "inventory.json", "bench.yml", "-e", "@extra.json"],
             cwd=self.workdir, env=env, capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
-        (self.workdir / f"provision-{profile}.log").write_text(done.stdout + done.stderr)
+        (self.workdir / f"provision-{log or profile}.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
             raise RuntimeError(
-                f"provisioning ({profile}) failed:\n{(done.stdout + done.stderr)[-4000:]}"
+                f"provisioning ({log or profile}) failed:\n{(done.stdout + done.stderr)[-4000:]}"
             )
         return time.monotonic() - start
 

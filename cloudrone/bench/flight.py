@@ -123,7 +123,15 @@ def run_scenario(sc: Scenario, duration: float, core: int, workdir: Path) -> dic
     }
 
 
-def plot(results: list[dict[str, Any]], out: Path) -> list[Path]:
+def plot(
+    results: list[dict[str, Any]],
+    out: Path,
+    prefix: str = "flight",
+    goal_ms: float = 2.0,
+    title: str = "Flight bridge 50 Hz loop",
+) -> list[Path]:
+    """A jitter CDF and the interval between frames, per scenario: PREFIX-jitter.png and
+    PREFIX-intervals.png in ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,27 +146,29 @@ def plot(results: list[dict[str, Any]], out: Path) -> list[Path]:
     ax.set_xscale("symlog", linthresh=0.01)
     ax.set_xlabel("period jitter |interval - 20 ms| (ms)")
     ax.set_ylabel("fraction of frames")
-    ax.axvline(2.0, color="grey", linestyle=":", label="2 ms goal")
-    ax.set_title("Flight bridge 50 Hz loop: period jitter (CDF)")
+    ax.axvline(goal_ms, color="grey", linestyle=":", label=f"{goal_ms:g} ms goal")
+    ax.set_title(f"{title}: period jitter (CDF)")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    p = out / "flight-jitter.png"
+    p = out / f"{prefix}-jitter.png"
     fig.savefig(p, dpi=110)
     paths.append(p)
     plt.close(fig)
 
-    fig, axes = plt.subplots(len(results), 1, figsize=(8, 1.8 * len(results)), sharex=True)
-    for ax, r in zip(axes, results, strict=True):
+    fig, axes = plt.subplots(
+        len(results), 1, figsize=(8, 1.8 * len(results)), sharex=True, squeeze=False
+    )
+    for ax, r in zip(axes[:, 0], results, strict=True):
         xs = [i * PERIOD for i in range(len(r["_intervals_ms"]))]
         ax.plot(xs, r["_intervals_ms"], linewidth=0.5)
         ax.set_ylabel("ms")
         ax.set_title(r["title"], fontsize=9)
         ax.grid(True, alpha=0.3)
-    axes[-1].set_xlabel("time (s)")
-    fig.suptitle("Interval between pulse frames (nominal 20 ms)")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle(f"{title}: interval between pulse frames (nominal 20 ms)")
     fig.tight_layout()
-    p = out / "flight-intervals.png"
+    p = out / f"{prefix}-intervals.png"
     fig.savefig(p, dpi=110)
     paths.append(p)
     plt.close(fig)
