@@ -126,7 +126,7 @@ CASES = {
         [
             "cloudrone_swarm_services[0] (maps)",
             "tiles:1 is neither in an archive",
-            "services_registry",
+            "cloudrone_registry: none",
         ],
     ),
     "a spread service bigger than any drone": (
@@ -183,3 +183,65 @@ def test_the_passphrase_never_shows_even_when_refused(tmp_path):
     assert result.returncode != 0
     assert "access_point_passphrase is 7 characters" in " ".join(result.stdout.split())
     assert secret not in result.stdout + result.stderr
+
+
+def fake_archive(path, tags: list[str]):
+    """A docker save archive as far as the roles read one: its manifest."""
+    import io
+    import json
+    import tarfile
+
+    manifest = json.dumps([{"Config": "c0ffee.json", "RepoTags": tags, "Layers": []}]).encode()
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+    return str(path)
+
+
+def registry_fleet(tmp_path, image: str) -> dict:
+    archive = fake_archive(tmp_path / "camp.tar", ["cloudrone/tinyweb:1"])
+    return changed(
+        vars={
+            "cloudrone_registry": "camp:5000",
+            "cloudrone_registry_archives": [{"path": archive}],
+            "cloudrone_swarm_services": [{"name": "web", "image": image}],
+        }
+    )
+
+
+def test_a_service_naming_the_registry_needs_an_image_the_base_camp_serves(tmp_path):
+    result = validate(tmp_path, registry_fleet(tmp_path, "camp:5000/cloudrone/maps:1"))
+    out = " ".join(result.stdout.split())
+    assert result.returncode != 0, out[-2000:]
+    assert "cloudrone_swarm_services[0] (web)" in out
+    assert "camp:5000/cloudrone/maps:1 is neither in an archive" in out
+    assert "cloudrone_registry_archives: camp:5000/cloudrone/tinyweb:1" in out
+
+
+def test_a_service_whose_image_the_base_camp_serves_passes(tmp_path):
+    result = validate(tmp_path, registry_fleet(tmp_path, "camp:5000/cloudrone/tinyweb:1"))
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_short_registry_password_is_refused_and_never_shown(tmp_path):
+    inventory = copy.deepcopy(GOOD)
+    inventory["basecamp"] = {"hosts": {"camp": {"cloudrone_management_address": "10.250.0.2"}}}
+    secret = "tooshort99"
+    result = validate(tmp_path, inventory, env={"CLOUDRONE_REGISTRY_PASSWORD": secret})
+    out = " ".join(result.stdout.split())
+    assert result.returncode != 0, out[-2000:]
+    assert "camp: basecamp_registry_password is 10 characters long; give 12 or more" in out
+    assert secret not in result.stdout + result.stderr
+    # a base camp with a good password passes, and is no drone
+    good = validate(tmp_path, inventory, env={"CLOUDRONE_REGISTRY_PASSWORD": secret * 2})
+    assert good.returncode == 0, good.stdout[-3000:]
+
+
+def test_a_host_that_is_neither_drone_nor_base_camp_is_refused(tmp_path):
+    inventory = copy.deepcopy(GOOD)
+    inventory["others"] = {"hosts": {"stray": {"ansible_host": "10.250.0.3"}}}
+    result = validate(tmp_path, inventory)
+    out = " ".join(result.stdout.split())
+    assert result.returncode != 0
+    assert "stray is not in the group 'drones'" in out and "nor in 'basecamp'" in out

@@ -26,6 +26,13 @@ def test_dense_profile_is_live(on_drone, drone):
     assert out.split() == ["systemd", "none", "active"], out
 
 
+def test_swarm_tasks_start_from_the_image_on_board(on_drone, drone):
+    # the engine never tries a pull before a task starts: nothing to ask in flight
+    code, out = on_drone(drone, "tr '\\0' '\\n' < /proc/$(pidof dockerd)/environ")
+    assert code == 0, out
+    assert "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1" in out.splitlines()
+
+
 def test_limits_are_lifted_on_containerd_and_docker(on_drone, drone):
     for unit in ("containerd", "docker"):
         _code, out = on_drone(
