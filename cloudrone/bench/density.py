@@ -306,6 +306,15 @@ class Drone:
         cid = self.fleet.client.containers.get(self.name).id
         self.cg = Cgroups.of(cid)
 
+    def close(self, keep: bool = False) -> None:
+        """Take the drone's fleet down, or leave it up (``keep``), saying which."""
+        fleet = self.spec.fleet
+        if keep:
+            print(f"  fleet {fleet} left up (--keep)")
+        else:
+            sim.down(fleet, log=lambda _m: None)
+            print(f"  fleet {fleet} taken down", flush=True)
+
     def sh(self, command: str, timeout: float = 300, stdin: Path | None = None) -> str:
         """Run ``command`` in the drone (``stdin`` from a file); its output."""
         if stdin is None:
@@ -852,11 +861,7 @@ def main(argv: list[str] | None = None) -> int:
                 summaries.append(s)
                 print(f"  {profile}: {json.dumps(s, indent=1)}", flush=True)
         finally:
-            if args.keep:
-                print(f"  fleet {FLEET} left up (--keep)")
-            else:
-                sim.down(FLEET, log=lambda _m: None)
-                print(f"  fleet {FLEET} taken down", flush=True)
+            drone.close(args.keep)
     wall = time.monotonic() - began
     print()
     print(table(summaries))

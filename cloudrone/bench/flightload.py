@@ -334,11 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         finally:
-            if args.keep:
-                print(f"  fleet {FLEET} left up (--keep)")
-            else:
-                sim.down(FLEET, log=lambda _m: None)
-                print(f"  fleet {FLEET} taken down", flush=True)
+            drone.close(args.keep)
     wall = time.monotonic() - began
     print()
     print(table(results))

@@ -1,6 +1,6 @@
 """A lost drone: the leader's drone stops, the swarm carries on, it comes back.
 
-Runs last (the file name sorts last) and leaves the cluster whole. While the
+Leaves the cluster whole for the tests after it. While the
 leader's drone is down, a steady stream of HTTP requests (20 a second, to the
 test's own drones only) goes to the two-replica service, as a phone would: it
 tries the drones in order, the last one that answered first, and a request
@@ -33,6 +33,8 @@ class Prober(threading.Thread):
         self.order = list(DRONES)
         self.sent = self.failed = 0
         self.failures: list[float] = []
+        # every request: (when it started, the drone that answered or None, seconds it took)
+        self.log: list[tuple[float, str | None, float]] = []
         self.stop = threading.Event()
 
     def fetch(self, drone: str) -> bool:
@@ -48,15 +50,18 @@ class Prober(threading.Thread):
         next_at = time.monotonic()
         while not self.stop.is_set():
             self.sent += 1
+            started = time.monotonic()
             for drone in list(self.order):
                 if self.fetch(drone):
                     # the one that answered goes first next time
                     self.order.remove(drone)
                     self.order.insert(0, drone)
+                    self.log.append((started, drone, time.monotonic() - started))
                     break
             else:
                 self.failed += 1
                 self.failures.append(time.monotonic())
+                self.log.append((started, None, time.monotonic() - started))
             next_at += 1 / RATE
             time.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -156,6 +161,11 @@ def test_leader_lost_and_back(fleet, on_drone):
         "rejoined_s": rejoined,
     }
     print(json.dumps(figures, indent=2))
+    # each request, for the plot (python -m cloudrone.bench.failover)
+    figures["requests_log"] = {
+        s: [[round(t - lost_at, 3), drone, round(took * 1000, 1)] for t, drone, took in p.log]
+        for s, p in probes.items()
+    }
     # kept beyond the scenario (its own folder goes with destroy)
     out = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], ".cache", "failover.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
