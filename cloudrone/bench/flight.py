@@ -61,6 +61,21 @@ def fly(bridge: BridgeProcess) -> GroundStation:
     return gs
 
 
+def jitter_figures(times: list[float]) -> dict[str, Any]:
+    """Period jitter |interval - 20 ms| of frames recorded at ``times`` (seconds)."""
+    intervals = [b - a for a, b in itertools.pairwise(times)]
+    if not intervals:
+        raise ValueError("fewer than two frames in the window")
+    jitter = sorted(abs(i - PERIOD) for i in intervals)
+    return {
+        "frames": len(times),
+        "jitter_p50_ms": round(percentile(jitter, 50) * 1000, 3),
+        "jitter_p99_ms": round(percentile(jitter, 99) * 1000, 3),
+        "jitter_max_ms": round(jitter[-1] * 1000, 3),
+        "_intervals_ms": [i * 1000 for i in intervals],
+    }
+
+
 def run_scenario(sc: Scenario, duration: float, core: int, workdir: Path) -> dict[str, Any]:
     """The real bridge for ``duration`` seconds (the tests' lab), under this scenario's load."""
     burners = [
@@ -95,16 +110,12 @@ def run_scenario(sc: Scenario, duration: float, core: int, workdir: Path) -> dic
     if code != 0:
         raise RuntimeError(f"bridge failed in {sc.name}: {bridge.log()}")
     status = json.loads(bridge.status_path.read_text())
-    frames = bridge.frames()
-    times = [f[0] for f in frames]
-    intervals = [b - a for a, b in itertools.pairwise(times)]
-    jitter = sorted(abs(i - PERIOD) for i in intervals)
+    times = [f[0] for f in bridge.frames()]
     loop = status["loop"]
     return {
         "name": sc.name,
         "title": sc.title,
         "duration_s": round(times[-1] - times[0], 1),
-        "frames": len(frames),
         "fifo": status["realtime"]["fifo"],
         "fifo_error": status["realtime"]["fifo_error"],
         "cpu": status["realtime"]["cpu_affinity"],
@@ -114,12 +125,9 @@ def run_scenario(sc: Scenario, duration: float, core: int, workdir: Path) -> dic
         "late_p50_ms": loop["late_p50_ms"],
         "late_p99_ms": loop["late_p99_ms"],
         "late_max_ms": loop["late_max_ms"],
-        "jitter_p50_ms": round(percentile(jitter, 50) * 1000, 3),
-        "jitter_p99_ms": round(percentile(jitter, 99) * 1000, 3),
-        "jitter_max_ms": round(jitter[-1] * 1000, 3),
         "missed_frames": loop["missed_frames"],
         "mode_at_end": status["mode"],
-        "_intervals_ms": [i * 1000 for i in intervals],
+        **jitter_figures(times),
     }
 
 

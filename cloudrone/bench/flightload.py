@@ -27,7 +27,6 @@ jitter under 0.5 ms and no missed frame.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import secrets
@@ -39,11 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from cloudrone.bench import density
-from cloudrone.bench.flight import ARM, PERIOD, plot
+from cloudrone.bench.flight import ARM, jitter_figures, plot
 from cloudrone.bench.flightlab import GroundStation, wait_until
 from cloudrone.fleet import sim, tinyweb
 from cloudrone.flight.backends import read_frames
-from cloudrone.flight.rt import percentile
 
 FLEET = "bench-flightload"
 DRONE = "drone-f1"
@@ -128,21 +126,6 @@ def busy_percent(
         span = total1 - total0
         out[core] = round(100.0 * (busy1 - busy0) / span, 1) if span > 0 else 0.0
     return out
-
-
-def jitter_figures(times: list[float]) -> dict[str, Any]:
-    """Period jitter |interval - 20 ms| of frames recorded at ``times`` (seconds)."""
-    intervals = [b - a for a, b in itertools.pairwise(times)]
-    if not intervals:
-        raise ValueError("fewer than two frames in the window")
-    jitter = sorted(abs(i - PERIOD) for i in intervals)
-    return {
-        "frames": len(times),
-        "jitter_p50_ms": round(percentile(jitter, 50) * 1000, 3),
-        "jitter_p99_ms": round(percentile(jitter, 99) * 1000, 3),
-        "jitter_max_ms": round(jitter[-1] * 1000, 3),
-        "_intervals_ms": [i * 1000 for i in intervals],
-    }
 
 
 def goal_met(result: dict[str, Any]) -> bool:
