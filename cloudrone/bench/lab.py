@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 from pyroute2 import NetNS
 
+from cloudrone.fleet.sim import Radio, radio_ruleset
+
 PROTO = 100
 # Timers for tests: five times the RFC's pace, so that a test converges in seconds.
 FAST = {
@@ -129,6 +131,55 @@ class Lab:
             self.addresses[node][ifname] = addr
         return if_a, if_b
 
+    def air(self, nodes: list[str], subnet: str = "10.99.0") -> dict[str, str]:
+        """One radio channel shared by ``nodes``: a Linux bridge in a namespace of its
+        own, each node on it with interface ``air0`` at ``subnet.<position>``. Everyone
+        hears everyone until :meth:`set_radio` says otherwise. Returns node -> address."""
+        hub = self.add_node("air")
+        run("ip", "-n", hub, "link", "add", "air", "type", "bridge")
+        run("ip", "-n", hub, "link", "set", "air", "up")
+        self.ports: dict[str, str] = {}
+        out = {}
+        for i, node in enumerate(nodes, start=1):
+            port = f"p{i}"
+            run(
+                "ip", "link", "add", "air0", "netns", self.ns(node),
+                "type", "veth", "peer", "name", port, "netns", hub,
+            )  # fmt: skip
+            run("ip", "-n", hub, "link", "set", port, "master", "air", "up")
+            addr = f"{subnet}.{i}"
+            run("ip", "-n", self.ns(node), "addr", "add", f"{addr}/24", "brd", "+", "dev", "air0")
+            run("ip", "-n", self.ns(node), "link", "set", "air0", "up")
+            self.addresses[node]["air0"] = addr
+            self.ports[node] = port
+            out[node] = addr
+        del self.addresses["air"]
+        # every link address known for good: what is measured is routing, not ARP
+        # retrying over a lossy link (a radio's own retransmissions hide most of that)
+        macs = {
+            node: json.loads(run("ip", "-n", self.ns(node), "-j", "link", "show", "air0").stdout)[
+                0
+            ]["address"]
+            for node in nodes
+        }
+        for node in nodes:
+            for other in nodes:
+                if other != node:
+                    run(
+                        "ip", "-n", self.ns(node), "neigh", "replace", out[other],
+                        "lladdr", macs[other], "dev", "air0", "nud", "permanent",
+                    )  # fmt: skip
+        return out
+
+    def set_radio(self, in_range: dict[frozenset[str], int]) -> None:
+        """Who hears whom on the channel: pairs in ``in_range`` with their loss percent
+        (0 clean), every other pair out of range. Takes effect at once, both ways."""
+        script = radio_ruleset(self.prefix, self.ports, Radio("air", in_range))
+        subprocess.run(
+            ["ip", "netns", "exec", self.ns("air"), "nft", "-f", "-"],
+            input=script, text=True, check=True, capture_output=True,
+        )  # fmt: skip
+
     # daemons
     def write_config(self, node: str, **extra: Any) -> Path:
         cfg: dict[str, Any] = json.loads(json.dumps(self.defaults))
@@ -205,6 +256,17 @@ class Lab:
         )
         result = run("ip", "netns", "exec", self.ns(node), sys.executable, "-S", "-c", code)
         return json.loads(result.stdout)
+
+    def ready(self, node: str, timeout: float = 15) -> bool:
+        """Wait until the daemon on ``node`` answers on its status port."""
+
+        def answers() -> bool:
+            try:
+                return bool(self.status(node, "mpr"))
+            except RuntimeError:
+                return False
+
+        return bool(wait_until(answers, timeout, step=0.3))
 
     def ping(self, node: str, addr: str, ttl: int | None = None, count: int = 1) -> bool:
         cmd = ["ip", "netns", "exec", self.ns(node), "ping", "-n", "-q", "-c", str(count)]

@@ -244,7 +244,7 @@ def _radio(
     return Radio(link=str(raw["link"]), in_range=in_range)
 
 
-def radio_ruleset(spec: FleetSpec, ports: dict[str, str], radio: Radio) -> str:
+def radio_ruleset(name: str, ports: dict[str, str], radio: Radio) -> str:
     """The nft script that makes the mesh segment's bridge a radio channel.
 
     ``ports`` maps each drone to its host-side interface on the mesh link's
@@ -252,7 +252,7 @@ def radio_ruleset(spec: FleetSpec, ports: dict[str, str], radio: Radio) -> str:
     in range, ``loss`` percent of them at random. The controller's own
     traffic on the bridge (input and output, not forward) is left alone.
     """
-    table = f"cloudrone_radio_{spec.fleet.replace('-', '_')}"
+    table = f"cloudrone_radio_{name.replace('-', '_')}"
     rules = []
     names = sorted(ports)
     for i, a in enumerate(names):
@@ -682,7 +682,7 @@ touch "$marker"
         if radio is None:
             return
         ports = {d.name: self.mesh_port(d.name) for d in self.spec.drones}
-        script = radio_ruleset(self.spec, ports, radio)
+        script = radio_ruleset(self.spec.fleet, ports, radio)
         try:
             subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True,
                            capture_output=True)  # fmt: skip

@@ -1,4 +1,11 @@
-"""OLSR packet and message formats (RFC 3626 sections 3.3, 6.1, 9.1, 5.1, 12.1, 18.3, 19).
+"""OLSR packet and message formats (RFC 3626 sections 3.3, 6.1, 9.1, 5.1, 12.1, 18.3, 19),
+and olsrd's link-quality HELLO and TC (types 201 and 202).
+
+olsrd's LQ_HELLO is a HELLO whose every neighbour address is followed by four bytes:
+the sender's link quality (LQ) for that neighbour, its neighbour link quality (NLQ),
+both as 0..255 fractions of 1, and two zero bytes. Its LQ_TC is a TC whose reserved
+field holds two "border" bytes (0xFF 0xFF: the whole advertised set in one message)
+and whose every address is followed by the same four bytes.
 
 Pure functions over bytes: no sockets, no clock. Addresses are dotted IPv4 strings.
 Anything that does not parse raises :class:`MalformedPacket` with a short reason that
@@ -15,6 +22,8 @@ from dataclasses import dataclass, field
 from cloudrone.olsr.constants import (
     HELLO_MESSAGE,
     HNA_MESSAGE,
+    LQ_HELLO_MESSAGE,
+    LQ_TC_MESSAGE,
     MID_MESSAGE,
     SEQNO_MAX,
     TC_MESSAGE,
@@ -26,6 +35,9 @@ MESSAGE_HEADER = struct.Struct("!BBH4sBBH")
 HELLO_HEADER = struct.Struct("!HBB")
 LINK_HEADER = struct.Struct("!BBH")
 TC_HEADER = struct.Struct("!HH")
+LQ_TC_HEADER = struct.Struct("!HBB")
+LQ_ENTRY = 8  # an address and its link-quality bytes
+WHOLE_SET = 0xFF  # LQ_TC border byte: the message holds the whole advertised set
 
 
 class MalformedPacket(ValueError):
@@ -88,12 +100,17 @@ def seq_next(seq: int) -> int:
 # --- Message bodies --------------------------------------------------------------------
 
 
+Quality = tuple[int, int]  # (LQ, NLQ), each 0..255 for 0..1
+
+
 @dataclass(slots=True)
 class LinkBlock:
-    """One link message of a HELLO: a link code and the neighbour interface addresses."""
+    """One link message of a HELLO: a link code and the neighbour interface addresses;
+    in an LQ_HELLO also each address's (LQ, NLQ)."""
 
     link_code: int
     addresses: list[str]
+    quality: list[Quality] | None = None
 
     @property
     def link_type(self) -> int:
@@ -115,6 +132,8 @@ class Hello:
 class Tc:
     ansn: int
     addresses: list[str] = field(default_factory=list)
+    quality: list[Quality] | None = None  # LQ_TC: each address's (LQ, NLQ)
+    borders: tuple[int, int] = (WHOLE_SET, WHOLE_SET)  # LQ_TC only
 
 
 @dataclass(slots=True)
@@ -177,7 +196,16 @@ def prefix_to_mask(prefix: int) -> bytes:
     return ((0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF).to_bytes(4, "big")
 
 
-def _decode_hello(body: bytes) -> Hello:
+def _with_quality(data: bytes, what: str) -> tuple[list[str], list[Quality]]:
+    if len(data) % LQ_ENTRY:
+        raise MalformedPacket(f"{what}_misaligned", f"{len(data)} bytes of addresses")
+    ntoa = socket.inet_ntoa
+    addresses = [ntoa(data[i : i + 4]) for i in range(0, len(data), LQ_ENTRY)]
+    quality = [(data[i + 4], data[i + 5]) for i in range(0, len(data), LQ_ENTRY)]
+    return addresses, quality
+
+
+def _decode_hello(body: bytes, lq: bool = False) -> Hello:
     if len(body) < HELLO_HEADER.size:
         raise MalformedPacket("hello_truncated")
     _reserved, htime, willingness = HELLO_HEADER.unpack_from(body)
@@ -189,7 +217,11 @@ def _decode_hello(body: bytes) -> Hello:
         code, _reserved2, size = LINK_HEADER.unpack_from(body, offset)
         if size < LINK_HEADER.size or offset + size > len(body):
             raise MalformedPacket("hello_link_size", f"link message size {size}")
-        links.append(LinkBlock(code, _addresses(body[offset + 4 : offset + size], "hello")))
+        data = body[offset + 4 : offset + size]
+        if lq:
+            links.append(LinkBlock(code, *_with_quality(data, "lq_hello")))
+        else:
+            links.append(LinkBlock(code, _addresses(data, "hello")))
         offset += size
     return Hello(htime, willingness, links)
 
@@ -199,6 +231,14 @@ def _decode_tc(body: bytes) -> Tc:
         raise MalformedPacket("tc_truncated")
     ansn, _reserved = TC_HEADER.unpack_from(body)
     return Tc(ansn, _addresses(body[TC_HEADER.size :], "tc"))
+
+
+def _decode_lq_tc(body: bytes) -> Tc:
+    if len(body) < LQ_TC_HEADER.size:
+        raise MalformedPacket("lq_tc_truncated")
+    ansn, lower, upper = LQ_TC_HEADER.unpack_from(body)
+    addresses, quality = _with_quality(body[LQ_TC_HEADER.size :], "lq_tc")
+    return Tc(ansn, addresses, quality, (lower, upper))
 
 
 def _decode_hna(body: bytes) -> Hna:
@@ -227,6 +267,10 @@ def decode_message(data: bytes) -> Message:
         body = _decode_hello(raw_body)
     elif mtype == TC_MESSAGE:
         body = _decode_tc(raw_body)
+    elif mtype == LQ_HELLO_MESSAGE:
+        body = _decode_hello(raw_body, lq=True)
+    elif mtype == LQ_TC_MESSAGE:
+        body = _decode_lq_tc(raw_body)
     elif mtype == MID_MESSAGE:
         body = Mid(_addresses(raw_body, "mid"))
     elif mtype == HNA_MESSAGE:
@@ -266,15 +310,29 @@ def _aton(addresses: list[str]) -> bytes:
     return b"".join(aton(a) for a in addresses)
 
 
+def _aton_quality(addresses: list[str], quality: list[Quality]) -> bytes:
+    aton = socket.inet_aton
+    pairs = zip(addresses, quality, strict=True)
+    return b"".join(aton(a) + bytes((lq, nlq, 0, 0)) for a, (lq, nlq) in pairs)
+
+
 def encode_body(body: Body) -> bytes:
+    """The bytes of a message body; blocks and TCs with ``quality`` in olsrd's LQ layout."""
     if isinstance(body, Hello):
         parts = [HELLO_HEADER.pack(0, body.htime, body.willingness)]
         for link in body.links:
-            addrs = _aton(link.addresses)
+            if link.quality is None:
+                addrs = _aton(link.addresses)
+            else:
+                addrs = _aton_quality(link.addresses, link.quality)
             parts.append(LINK_HEADER.pack(link.link_code, 0, LINK_HEADER.size + len(addrs)))
             parts.append(addrs)
         return b"".join(parts)
     if isinstance(body, Tc):
+        if body.quality is not None:
+            return LQ_TC_HEADER.pack(body.ansn, *body.borders) + _aton_quality(
+                body.addresses, body.quality
+            )
         return TC_HEADER.pack(body.ansn, 0) + _aton(body.addresses)
     if isinstance(body, Mid):
         return _aton(body.addresses)

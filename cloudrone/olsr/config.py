@@ -23,6 +23,10 @@ from cloudrone.problems import ConfigProblems, Problems, parse_yaml, read_yaml
 
 DEFAULT_PATH = "/etc/cloudrone/olsrd.yml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LINK_QUALITY = {
+    "none": "route by hop count with RFC 3626 HELLO and TC (olsrd's LinkQualityLevel 0)",
+    "etx": "route by ETX with LQ_HELLO and LQ_TC (olsrd's default, etx_ff)",
+}
 
 
 class ConfigError(ConfigProblems):
@@ -54,6 +58,7 @@ class Config:
     log_level: str = "info"
     port: int = C.OLSR_PORT
     profile: str = C.DEFAULT_PROFILE
+    link_quality: str = "none"
     source: str = ""
 
 
@@ -61,6 +66,7 @@ class Config:
 SCHEMA: dict[str, Any] = {
     "interfaces": (None, "interfaces"),
     "profile": (C.DEFAULT_PROFILE, "profile"),
+    "link_quality": ("none", "link_quality"),
     "main_address": (None, "ipv4_or_null"),
     "willingness": (C.WILL_DEFAULT, "willingness"),
     "port": (C.OLSR_PORT, "port"),
@@ -138,6 +144,12 @@ class _Checker:
                     f"{value!r} is not a timer profile; use one of: {', '.join(C.PROFILES)} "
                     f"(a lost neighbour is noticed after {PROFILE_HOLDS})",
                 )
+                return None
+            return value
+        if kind == "link_quality":
+            if not isinstance(value, str) or value not in LINK_QUALITY:
+                choices = "; ".join(f"{k} ({v})" for k, v in LINK_QUALITY.items())
+                self.fail(key, f"{value!r} is not a link quality mode; use {choices}")
                 return None
             return value
         if kind == "seconds":
@@ -326,6 +338,7 @@ def _validate(
         log_level=raw["log"]["level"],
         port=raw["port"],
         profile=raw["profile"],
+        link_quality=raw["link_quality"],
         source=source,
     )
 

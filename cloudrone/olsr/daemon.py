@@ -1,7 +1,8 @@
 """cloudrone-olsrd: the OLSR routing daemon of a drone.
 
 One process, one thread, one asyncio event loop: a UDP socket per mesh interface
-(port 698, bound to its device, broadcast, TTL 1) read by the loop, netlink handles
+(port 698, bound to its device, broadcast, DSCP CS6 as olsrd sends) read by the loop,
+netlink handles
 for addresses and routes, the JSON status over HTTP on localhost, and the protocol's
 timers as the loop's own. Protocol decisions are taken by
 :class:`cloudrone.olsr.protocol.Node`; this module only moves bytes and routes.
@@ -31,7 +32,7 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 
 from cloudrone import sdnotify
-from cloudrone.olsr import codec, status
+from cloudrone.olsr import codec, lq, status
 from cloudrone.olsr.config import DEFAULT_PATH, Config, ConfigError, load
 from cloudrone.olsr.kernel import KernelRoute, RouteTable
 from cloudrone.olsr.protocol import Node
@@ -40,6 +41,15 @@ from cloudrone.olsr.routing import Route
 log = logging.getLogger("cloudrone.olsr")
 
 MAX_PACKET = 1472  # a 1500-byte MTU minus IP and UDP headers
+# olsrd's IP TOS byte (DEF_TOS 192: DSCP CS6, network control) and socket priority (its
+# precedence, 6); olsrd leaves the IP TTL at the system's default, and so does this.
+IP_TOS_OLSRD = 0xC0
+SO_PRIORITY_OLSRD = 6
+# olsrd skips a route calculation asked for within 1 s (plus 5% jitter) of its last
+# one, and forgets the change that asked. A change-triggered TC sent within that time
+# of the HELLO that changed an olsrd neighbour's neighbourhood would be stored there but
+# not routed by until something else changes: it waits out this back-off instead.
+OLSRD_SPF_BACKOFF = 1.1
 HTTP_LIMIT = 4096  # a status request is read up to this size, then answered or dropped
 HTTP_TIMEOUT = 5.0  # a status client that takes longer is dropped
 Job = Callable[[], Awaitable[None]]
@@ -93,6 +103,7 @@ class Daemon:
         self.send_errors = 0
         self.reloads = 0
         self.reload_failures = 0
+        self.last_hello = -1e9  # when this node last sent a HELLO (monotonic)
         self.node: Node  # made by start(), once the interfaces' addresses are known
 
     # --- interfaces --------------------------------------------------------------------
@@ -135,7 +146,8 @@ class Daemon:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, name.encode())
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IP_TOS_OLSRD)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, SO_PRIORITY_OLSRD)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
         sock.bind(("0.0.0.0", self.config.port))
         sock.setblocking(False)
@@ -222,9 +234,11 @@ class Daemon:
     # --- sending -----------------------------------------------------------------------
 
     def send_now(self, messages: list[bytes], only: Interface | None = None) -> None:
+        """Queue ``messages`` to go out as soon as this moment's work is done: what the
+        node says at one moment (a HELLO, TC, MID and HNA) leaves in one packet."""
         for iface in [only] if only else list(self.ifaces.values()):
             iface.queue.extend(messages)
-            self.flush(iface)
+        self.later("flush-now", 0.0, self.flush_all, replace=False)
 
     def queue_forward(self, messages: list[bytes]) -> None:
         for iface in self.ifaces.values():
@@ -257,6 +271,7 @@ class Daemon:
                 return
 
     def send_hello(self) -> None:
+        self.last_hello = time.monotonic()
         for iface in list(self.ifaces.values()):
             self.node.counters["originated_hello"] += 1
             self.send_now([self.node.make_hello(iface.name).raw], iface)
@@ -277,6 +292,9 @@ class Daemon:
         self._originate("hna", self.node.make_hna())
 
     def send_on_change(self) -> None:
+        """The neighbourhood changed: HELLO, TC, MID and HNA in one packet, so that an
+        olsrd neighbour takes the news of both in one route calculation."""
+        self.send_hello()
         self.send_tc()
         self.send_mid()
         self.send_hna()
@@ -319,9 +337,11 @@ class Daemon:
     def after_state_change(self) -> None:
         if self.node.tc_changed and "tc-change" not in self.timers:
             # the neighbourhood changed: tell the mesh now rather than at the next
-            # interval, with MID and HNA alongside so new neighbours learn them too
+            # interval, with MID and HNA alongside so new neighbours learn them too,
+            # but not within olsrd's route back-off after this node's last HELLO
             self.node.tc_changed = False
-            self.later("tc-change", self.jitter(), self.send_on_change)
+            wait = self.last_hello + OLSRD_SPF_BACKOFF - time.monotonic()
+            self.later("tc-change", max(self.jitter(), wait), self.send_on_change)
         if self.node.changed:
             self.schedule_routes()
 
@@ -359,6 +379,10 @@ class Daemon:
 
     def housekeeping(self) -> None:
         self.node.expire()
+        self.after_state_change()
+
+    def quality_tick(self) -> None:
+        self.node.tick_quality()
         self.after_state_change()
 
     # --- status ------------------------------------------------------------------------
@@ -428,6 +452,7 @@ class Daemon:
                 "systemTime": int(time.time()),
                 "timeSinceStartup": int((now - self.started) * 1000),
                 "mainAddress": node.main_address,
+                "linkQuality": self.config.link_quality,
                 "version": "cloudrone-olsrd jsoninfo-1.1",
             }
         )
@@ -456,9 +481,10 @@ class Daemon:
             f"{len(self.node.mpr_set)} MPRs"
         )
         if self.node.lq_senders:
+            other = "plain HELLO" if self.node.etx else "link quality"
             line += (
-                f"; {len(self.node.lq_senders)} olsrd node(s) with link quality cannot be "
-                "neighbours: set LinkQualityLevel 0 on them (see /warnings)"
+                f"; {len(self.node.lq_senders)} node(s) with {other} cannot be neighbours: "
+                "every node of a mesh needs the same link quality setting (see /warnings)"
             )
         sdnotify.notify(line)
 
@@ -511,6 +537,16 @@ class Daemon:
             self.route_table.close()
             self.route_table = RouteTable(new.route_table, new.route_protocol, new.route_metric)
         self.config = new
+        if new.link_quality != old.link_quality:
+            # another dialect: start the repositories afresh (neighbours return within
+            # a few HELLOs); the old routes stay until the new ones replace them
+            self.node = self.make_node(self.node.main_address, new)
+            event(
+                logging.INFO,
+                "link quality mode changed",
+                "link_quality_mode",
+                link_quality=new.link_quality,
+            )
         node = self.node
         node.willingness = new.willingness
         node.timers = new.timers
@@ -540,6 +576,10 @@ class Daemon:
         self.every("mid", lambda: timers.mid_interval, self.send_mid)
         self.every("hna", lambda: timers.hna_interval, self.send_hna)
         self.every("expire", lambda: min(timers.hello_interval / 2, 1.0), self.housekeeping)
+        if self.node.etx:
+            self.later("quality", lq.TICK, self._quality_timer)
+        elif "quality" in self.timers:
+            self.timers.pop("quality").cancel()
         self.every(
             "ifcheck",
             lambda: max(timers.hello_interval, 2.0),
@@ -552,16 +592,27 @@ class Daemon:
         if wd is not None:
             self.every("watchdog", lambda: wd, lambda: sdnotify.notify("WATCHDOG=1"))
 
+    def _quality_timer(self) -> None:
+        """olsrd's link quality timer: every second exactly, no jitter."""
+        self.later("quality", lq.TICK, self._quality_timer)
+        self.quality_tick()
+
+    def make_node(self, main_address: str, config: Config) -> Node:
+        return Node(
+            main_address,
+            {n: i.address for n, i in self.ifaces.items()},
+            willingness=config.willingness,
+            timers=config.timers,
+            tc_redundancy=config.tc_redundancy,
+            hna=config.hna_networks,
+            link_quality=config.link_quality,
+            clock=time.monotonic,
+        )
+
     async def start(self) -> None:
         addresses = await self._read_addresses()
-        self.node = Node(
-            self.config.main_address or self._first_address(addresses),
-            {},
-            willingness=self.config.willingness,
-            timers=self.config.timers,
-            tc_redundancy=self.config.tc_redundancy,
-            hna=self.config.hna_networks,
-            clock=time.monotonic,
+        self.node = self.make_node(
+            self.config.main_address or self._first_address(addresses), self.config
         )
         self.loop.set_exception_handler(self.on_loop_error)
         self.loop.add_signal_handler(signal.SIGHUP, self.work.put_nowait, self.reload)
@@ -668,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"willingness {cfg.willingness}; HNA "
                 f"{', '.join(f'{n}/{p}' for n, p in cfg.hna_networks) or 'none'}; "
                 f"timers {cfg.profile}, HELLO {cfg.timers.hello_interval:g} s / "
-                f"{cfg.timers.neighb_hold:g} s)"
+                f"{cfg.timers.neighb_hold:g} s; link quality {cfg.link_quality})"
             )
             return 0
         setup_logging(cfg.log_level)

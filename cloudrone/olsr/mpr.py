@@ -1,10 +1,12 @@
-"""Multipoint relay selection (RFC 3626 section 8.3.1). Pure: no clock, no I/O."""
+"""Multipoint relay selection (RFC 3626 section 8.3.1; by link quality as olsrd does).
+Pure: no clock, no I/O."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
 from cloudrone.olsr.constants import WILL_ALWAYS, WILL_NEVER
+from cloudrone.olsr.lq import BROKEN
 
 
 def strict_two_hop(
@@ -80,4 +82,42 @@ def select_mprs(
         others = set().union(*(reach.get(m, set()) for m in mprs if m != n))
         if reach.get(n, set()) <= others:
             mprs.discard(n)
+    return mprs
+
+
+def select_lq_mprs(
+    neighbors: Mapping[str, int],
+    link_cost: Mapping[str, int],
+    two_hop: Mapping[tuple[str, str], int],
+    excluded: Iterable[str] = (),
+) -> set[str]:
+    """The MPR set by link quality, as olsrd selects it with ETX.
+
+    ``neighbors`` maps each symmetric neighbour to its willingness, ``link_cost`` each
+    to the cost of this node's best link to it, and ``two_hop`` a (neighbour, address)
+    pair to the cost the neighbour reports for its link to that address. Every
+    neighbour willing to always relay is an MPR; then each address two hops away gets
+    the neighbour through which it is cheapest, unless it is a neighbour itself and its
+    direct link is no dearer. Of equal costs, the neighbour covering more addresses
+    wins (fewer relays), then the lower address.
+    """
+    skip = set(excluded)
+    mprs = {n for n, w in neighbors.items() if w == WILL_ALWAYS}
+    paths: dict[str, list[tuple[int, str]]] = {}
+    for (neighbor, addr), cost in two_hop.items():
+        if addr in skip or addr == neighbor or neighbor not in link_cost:
+            continue
+        if neighbors.get(neighbor, WILL_NEVER) == WILL_NEVER or cost >= BROKEN:
+            continue
+        paths.setdefault(addr, []).append((link_cost[neighbor] + cost, neighbor))
+    coverage: dict[str, int] = {}
+    for options in paths.values():
+        for _c, n in options:
+            coverage[n] = coverage.get(n, 0) + 1
+    for addr, options in sorted(paths.items()):
+        direct = link_cost.get(addr, BROKEN) if addr in neighbors else BROKEN
+        # equal costs: the neighbour that covers more, so fewer nodes relay
+        best_cost, _cover, best = min((c, -coverage[n], n) for c, n in options)
+        if best_cost < direct and best_cost < BROKEN:
+            mprs.add(best)
     return mprs

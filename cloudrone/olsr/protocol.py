@@ -3,6 +3,11 @@
 Pure logic with an injected clock: the node turns received datagrams into state
 changes and messages to forward, and produces the HELLO, TC, MID and HNA messages the
 daemon sends. It never touches a socket or the kernel.
+
+With ``link_quality="etx"`` it speaks olsrd's link-quality dialect instead of plain
+HELLO and TC: LQ_HELLO and LQ_TC carry each link's quality (:mod:`cloudrone.olsr.lq`),
+routes go by least total ETX and MPRs are chosen by cost. The two dialects never mix:
+a node hears the other one's HELLO and TC only to report their senders.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from cloudrone.olsr import codec
+from cloudrone.olsr import codec, lq
 from cloudrone.olsr.codec import Hello, Hna, LinkBlock, MalformedPacket, Message, Mid, Tc
 from cloudrone.olsr.constants import (
     ASYM_LINK,
@@ -22,7 +27,9 @@ from cloudrone.olsr.constants import (
     HNA_INTERVAL,
     HNA_MESSAGE,
     LOST_LINK,
+    LQ_HELLO_MESSAGE,
     LQ_MESSAGES,
+    LQ_TC_MESSAGE,
     MAX_LQ_SENDERS,
     MAX_TTL,
     MID_HOLD_TIME,
@@ -42,8 +49,8 @@ from cloudrone.olsr.constants import (
     WILL_DEFAULT,
     WILL_NEVER,
 )
-from cloudrone.olsr.mpr import select_mprs
-from cloudrone.olsr.routing import Route, SymLink, calculate_routes
+from cloudrone.olsr.mpr import select_lq_mprs, select_mprs
+from cloudrone.olsr.routing import LqLink, Route, SymLink, calculate_lq_routes, calculate_routes
 
 Clock = Callable[[], float]
 
@@ -71,6 +78,12 @@ class LinkTuple:
     sym_time: float
     asym_time: float
     time: float
+    quality: lq.LinkQuality | None = None  # link quality mode only
+    htime: float = HELLO_INTERVAL  # the neighbour's HELLO interval, as it announced it
+
+    @property
+    def cost(self) -> int:
+        return self.quality.cost if self.quality is not None else lq.SCALE
 
 
 @dataclass(slots=True)
@@ -79,6 +92,7 @@ class TopologyTuple:
     last: str
     seq: int
     time: float
+    cost: int = lq.SCALE  # as the last hop reported it (LQ_TC)
 
 
 @dataclass(slots=True)
@@ -90,13 +104,16 @@ class DuplicateTuple:
 
 @dataclass(slots=True)
 class LqSender:
-    """A neighbour interface that sends olsrd's link-quality messages (LQ_HELLO, LQ_TC).
+    """A neighbour interface that speaks the other link-quality dialect.
 
-    Such a node runs olsrd with LinkQualityLevel 2 and never sends the HELLO this node
-    needs, so the two never become neighbours: kept to be reported, not to route by.
+    A node routing by hop count hears LQ_HELLO and LQ_TC from olsrd with its default
+    LinkQualityLevel 2 (or a drone with ``link_quality: etx``); a node with link quality
+    hears plain HELLO and TC. Neither understands the other's HELLO, so the two never
+    become neighbours: kept to be reported, not to route by.
     """
 
     address: str  # the sending interface (the packets' source address)
+    etx: bool  # True: the sender uses link quality (and this node does not)
     first: float
     last: float
     until: float  # the last message's validity (its Vtime): still sending until then
@@ -117,6 +134,7 @@ class Node:
         timers: Timers | None = None,
         tc_redundancy: int = TC_REDUNDANCY_ALL_NEIGHBORS,
         hna: Iterable[tuple[str, int]] = (),
+        link_quality: str = "none",
         clock: Clock,
     ) -> None:
         self.main_address = main_address
@@ -126,17 +144,25 @@ class Node:
         self.tc_redundancy = tc_redundancy
         self.hna_networks = list(hna)
         self.clock = clock
+        self.etx = link_quality == "etx"
+        if self.etx:
+            self.hello_type, self.tc_type = LQ_HELLO_MESSAGE, LQ_TC_MESSAGE
+            self.foreign_types = frozenset({HELLO_MESSAGE, TC_MESSAGE})
+        else:
+            self.hello_type, self.tc_type = HELLO_MESSAGE, TC_MESSAGE
+            self.foreign_types = LQ_MESSAGES
 
         self.links: dict[tuple[str, str], LinkTuple] = {}
         self.neighbor_willingness: dict[str, int] = {}
         self.two_hop: dict[tuple[str, str], float] = {}
+        self.two_hop_cost: dict[tuple[str, str], int] = {}  # link quality: as reported
         self.mpr_set: set[str] = set()
         self.mpr_selectors: dict[str, float] = {}
         self.topology: dict[tuple[str, str], TopologyTuple] = {}
         self.duplicates: dict[tuple[str, int], DuplicateTuple] = {}
         self.mid: dict[str, tuple[str, float]] = {}  # iface -> (main, time)
         self.hna: dict[tuple[str, str, int], float] = {}  # (gateway, net, prefix) -> time
-        self.lq_senders: dict[str, LqSender] = {}  # source address -> what it sent
+        self.lq_senders: dict[str, LqSender] = {}  # other dialect: source -> what it sent
         self.lq_new: list[str] = []  # senders not yet reported: the daemon takes them
 
         self.ansn = 0
@@ -194,14 +220,33 @@ class Node:
             out.setdefault(neighbor, set()).add(addr)
         return out
 
+    def link_costs(self) -> dict[str, int]:
+        """Each symmetric neighbour's cheapest link cost (link quality mode)."""
+        now = self.clock()
+        out: dict[str, int] = {}
+        for t in self.links.values():
+            if t.sym_time >= now:
+                out[t.neighbor_main] = min(out.get(t.neighbor_main, lq.BROKEN), t.cost)
+        return out
+
+    def best_link(self, main: str) -> LinkTuple | None:
+        now = self.clock()
+        links = [t for t in self.links.values() if t.neighbor_main == main and t.time >= now]
+        return min(links, key=lambda t: (t.cost, t.neighbor_iface), default=None)
+
     def advertised_set(self) -> set[str]:
         now = self.clock()
         selectors = {a for a, t in self.mpr_selectors.items() if t >= now}
         if self.tc_redundancy == TC_REDUNDANCY_SELECTORS:
-            return selectors
-        if self.tc_redundancy == TC_REDUNDANCY_ALL_NEIGHBORS:
-            return self.symmetric_neighbors()
-        return selectors | self.mpr_set
+            chosen = selectors
+        elif self.tc_redundancy == TC_REDUNDANCY_ALL_NEIGHBORS:
+            chosen = self.symmetric_neighbors()
+        else:
+            chosen = selectors | self.mpr_set
+        if self.etx:  # as olsrd: a link too poor to use is not advertised
+            costs = self.link_costs()
+            chosen = {n for n in chosen if costs.get(n, lq.BROKEN) < lq.BROKEN}
+        return chosen
 
     # --- bookkeeping -----------------------------------------------------------------
 
@@ -224,9 +269,14 @@ class Node:
 
     def _update_mprs(self) -> None:
         sym = self._sym_cache
-        excluded = self.own_addresses | {t.neighbor_iface for t in self.links.values()}
         willing = {n: self.neighbor_willingness.get(n, WILL_DEFAULT) for n in sym}
-        mprs = select_mprs(willing, self.two_hop_map(), excluded)
+        if self.etx:
+            mprs = select_lq_mprs(
+                willing, self.link_costs(), self._two_hop_costs(), self.own_addresses
+            )
+        else:
+            excluded = self.own_addresses | {t.neighbor_iface for t in self.links.values()}
+            mprs = select_mprs(willing, self.two_hop_map(), excluded)
         if mprs != self.mpr_set:
             self.mpr_set = mprs
             self.changed = True
@@ -248,6 +298,8 @@ class Node:
         for key in [k for k, t in self.two_hop.items() if t < now]:
             del self.two_hop[key]
             self.changed = True
+        for key in [k for k in self.two_hop_cost if k not in self.two_hop]:
+            del self.two_hop_cost[key]
         for key in [k for k, t in self.mpr_selectors.items() if t < now]:
             del self.mpr_selectors[key]
         for key in [k for k, t in self.topology.items() if t.time < now]:
@@ -262,6 +314,32 @@ class Node:
             del self.hna[key]
             self.changed = True
         self._refresh_neighbors()
+
+    def _two_hop_costs(self) -> dict[tuple[str, str], int]:
+        now = self.clock()
+        return {k: self.two_hop_cost.get(k, lq.BROKEN) for k, t in self.two_hop.items() if t >= now}
+
+    def tick_quality(self) -> None:
+        """Once a second (link quality mode): each link's quality over its window; a
+        cost that moved enough changes MPRs, routes and what TC advertises."""
+        now = self.clock()
+        qualities = [t.quality for t in self.links.values() if t.quality is not None]
+        for t in self.links.values():
+            if t.quality is not None:
+                t.quality.tick(now, t.htime)
+        changed = False
+        if any([q.settle() for q in qualities]):
+            for q in qualities:  # as olsrd: once one moved, all take their new values
+                if (q.smooth_lq, q.smooth_nlq) != (q.lq, q.nlq) and (
+                    q.smooth_lq,
+                    q.smooth_nlq,
+                ) != (255, 255):
+                    changed |= q.resmooth()
+            changed = True
+        if changed:
+            self.changed = True
+            self._update_mprs()
+            self._update_advertised()
 
     def next_seq(self) -> int:
         self._msg_seq = codec.seq_next(self._msg_seq)
@@ -289,14 +367,17 @@ class Node:
             self.counters[f"malformed_{exc.reason}"] += 1
             return []
         self.counters["packets"] += 1
-        lq = [m for m in packet.messages if m.type in LQ_MESSAGES]
-        if lq:
-            self._note_lq_sender(source, lq)
+        foreign = [m for m in packet.messages if m.type in self.foreign_types]
+        if foreign:
+            self._note_lq_sender(source, foreign)
         forward: list[bytes] = []
         for msg in packet.messages:
             out = self._handle_message(msg, source, local)
             if out is not None:
                 forward.append(out)
+        link = self.links.get((local, source))
+        if link is not None and link.quality is not None:
+            link.quality.packet(packet.seqno, self.clock())
         return forward
 
     def _handle_message(self, msg: Message, source: str, local: str) -> bytes | None:
@@ -304,20 +385,23 @@ class Node:
         if msg.ttl == 0 or msg.originator in self.own_addresses:
             self.counters["dropped_ttl_or_own"] += 1
             return None
-        if msg.type == HELLO_MESSAGE:
+        if msg.type == self.hello_type:
             assert isinstance(msg.body, Hello)
             self._process_hello(msg, msg.body, source, local)
             return None  # HELLO messages are never forwarded (section 6)
+        if msg.type in (HELLO_MESSAGE, LQ_HELLO_MESSAGE):
+            self.counters["no_link_quality" if self.etx else "link_quality"] += 1
+            return None  # the other dialect's HELLO: reported, never forwarded
         key = (msg.originator, msg.seqno)
         if key not in self.duplicates:
-            if msg.type == TC_MESSAGE and isinstance(msg.body, Tc):
+            if msg.type == self.tc_type and isinstance(msg.body, Tc):
                 self._process_tc(msg, msg.body, source)
             elif msg.type == MID_MESSAGE and isinstance(msg.body, Mid):
                 self._process_mid(msg, msg.body, source)
             elif msg.type == HNA_MESSAGE and isinstance(msg.body, Hna):
                 self._process_hna(msg, msg.body, source)
-            elif msg.type in LQ_MESSAGES:
-                self.counters["link_quality"] += 1
+            elif msg.type in self.foreign_types:
+                self.counters["no_link_quality" if self.etx else "link_quality"] += 1
             else:
                 self.counters["unknown_type"] += 1
         return self._forward(msg, source, local)
@@ -330,7 +414,7 @@ class Node:
             if len(self.lq_senders) >= MAX_LQ_SENDERS:
                 self.counters["link_quality_senders_not_kept"] += 1
                 return
-            sender = self.lq_senders[source] = LqSender(source, now, now, now)
+            sender = self.lq_senders[source] = LqSender(source, not self.etx, now, now, now)
             self.lq_new.append(source)
         sender.last = now
         sender.until = max(sender.until, now + max(m.validity for m in messages))
@@ -374,11 +458,16 @@ class Node:
         was_sym = link is not None and link.sym_time >= now
         if link is None:
             link = LinkTuple(local, source, msg.originator, now - 1, now, now + validity)
+            if self.etx:
+                link.quality = lq.LinkQuality()
             self.links[(local, source)] = link
             self.changed = True
         link.neighbor_main = msg.originator
         link.asym_time = now + validity
+        link.htime = codec.decode_time(hello.htime)
         own = self.own_addresses
+        if link.quality is not None:  # how well the neighbour hears us (0: not at all)
+            link.quality.reported(_reported_quality(hello, local))
         for block in hello.links:
             if block.link_code > 15 or (
                 block.link_type == SYM_LINK and block.neighbor_type == NOT_NEIGH
@@ -407,7 +496,7 @@ class Node:
             if block.link_code > 15:
                 continue
             ntype = block.neighbor_type
-            for addr in block.addresses:
+            for i, addr in enumerate(block.addresses):
                 if ntype in (SYM_NEIGH, MPR_NEIGH):
                     main = self.main_of(addr)
                     if addr in own or main in own:
@@ -418,6 +507,11 @@ class Node:
                     if key not in self.two_hop:
                         two_hop_changed = True
                     self.two_hop[key] = now + validity
+                    if block.quality is not None:
+                        c = lq.cost(*block.quality[i])
+                        if self.two_hop_cost.get(key) != c:
+                            self.two_hop_cost[key] = c
+                            two_hop_changed = True
                 elif ntype == NOT_NEIGH:
                     key = (msg.originator, self.main_of(addr))
                     if self.two_hop.pop(key, None) is not None:
@@ -447,14 +541,18 @@ class Node:
             del self.topology[key]
             self.changed = True
         expires = now + msg.validity
-        for dest in tc.addresses:
+        for i, dest in enumerate(tc.addresses):
+            c = lq.cost(*tc.quality[i]) if tc.quality is not None else lq.SCALE
             entry = self.topology.get((dest, last))
             if entry is None:
-                self.topology[(dest, last)] = TopologyTuple(dest, last, tc.ansn, expires)
+                self.topology[(dest, last)] = TopologyTuple(dest, last, tc.ansn, expires, c)
                 self.changed = True
             else:
                 entry.seq = tc.ansn
                 entry.time = expires
+                if entry.cost != c:
+                    entry.cost = c
+                    self.changed = True
 
     def _process_mid(self, msg: Message, mid: Mid, source: str) -> None:
         """Multiple interface association set (section 5.4)."""
@@ -491,6 +589,7 @@ class Node:
         local = self.interfaces[iface]
         sym = self._sym_cache
         groups: dict[int, list[str]] = {}
+        qualities: dict[str, codec.Quality] = {}
         advertised_mains: set[str] = set()
         for t in sorted(self.links.values(), key=lambda x: x.neighbor_iface):
             if t.local != local or t.time < now:
@@ -504,12 +603,18 @@ class Node:
             groups.setdefault(self._link_code(ltype, t.neighbor_main, sym), []).append(
                 t.neighbor_iface
             )
+            qualities[t.neighbor_iface] = _quality_of(t)
             advertised_mains.add(t.neighbor_main)
         for main in sorted(self.neighbors() - advertised_mains):
             groups.setdefault(self._link_code(UNSPEC_LINK, main, sym), []).append(main)
-        blocks = [LinkBlock(code, addrs) for code, addrs in sorted(groups.items())]
+            best = self.best_link(main)
+            qualities[main] = _quality_of(best) if best is not None else (0, 0)
+        blocks = [
+            LinkBlock(code, addrs, [qualities[a] for a in addrs] if self.etx else None)
+            for code, addrs in sorted(groups.items())
+        ]
         body = Hello(codec.encode_time(self.timers.hello_interval), self.willingness, blocks)
-        return self._message(HELLO_MESSAGE, self.timers.neighb_hold, body, ttl=1)
+        return self._message(self.hello_type, self.timers.neighb_hold, body, ttl=1)
 
     def _link_code(self, link_type: int, main: str, sym: frozenset[str]) -> int:
         if main in self.mpr_set:
@@ -526,7 +631,13 @@ class Node:
         advertised = sorted(self._advertised)
         if not advertised and self.clock() > self._tc_empty_until:
             return None
-        return self._message(TC_MESSAGE, self.timers.top_hold, Tc(self.ansn, advertised))
+        tc = Tc(self.ansn, advertised)
+        if self.etx:
+            tc.quality = []
+            for main in advertised:
+                best = self.best_link(main)
+                tc.quality.append(_quality_of(best) if best is not None else (0, 0))
+        return self._message(self.tc_type, self.timers.top_hold, tc)
 
     def make_mid(self) -> Message | None:
         """The MID message (section 5.2), only for nodes with more than one address."""
@@ -559,6 +670,21 @@ class Node:
         willing = dict(self.neighbor_willingness)
         for n in self._sym_cache:
             willing.setdefault(n, WILL_DEFAULT)
+        if self.etx:
+            return calculate_lq_routes(
+                self.own_addresses,
+                [
+                    LqLink(t.local, t.neighbor_iface, t.neighbor_main, t.cost)
+                    for t in self.links.values()
+                    if t.sym_time >= now
+                ],
+                willing,
+                self._two_hop_costs(),
+                {(t.last, t.dest): t.cost for t in self.topology.values() if t.time >= now},
+                {a: m for a, (m, t) in self.mid.items() if t >= now},
+                [k for k, t in self.hna.items() if t >= now],
+                self.hna_networks,
+            )
         return calculate_routes(
             self.own_addresses,
             self.sym_links(),
@@ -569,3 +695,16 @@ class Node:
             [k for k, t in self.hna.items() if t >= now],
             self.hna_networks,
         )
+
+
+def _quality_of(link: LinkTuple) -> codec.Quality:
+    q = link.quality
+    return (q.smooth_lq, q.smooth_nlq) if q is not None else (255, 255)
+
+
+def _reported_quality(hello: Hello, local: str) -> int:
+    """The LQ an LQ_HELLO reports for this node's interface ``local`` (0 if absent)."""
+    for block in hello.links:
+        if block.quality is not None and local in block.addresses:
+            return block.quality[block.addresses.index(local)][0]
+    return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from cloudrone.olsr import lq
 from cloudrone.olsr.constants import MESSAGE_NAMES
 from cloudrone.olsr.protocol import LqSender, Node
 
@@ -26,6 +27,14 @@ def _netmask(prefix: int) -> str:
     return str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask)
 
 
+def _quality(link: Any) -> tuple[float, float, float]:
+    """(linkQuality, neighborLinkQuality, linkCost) as olsrd's jsoninfo shows them."""
+    q = link.quality
+    if q is None:
+        return 1.0, 1.0, 1.0
+    return round(q.smooth_lq / 255, 3), round(q.smooth_nlq / 255, 3), lq.as_float(q.cost)
+
+
 def links(node: Node, iface_names: dict[str, str], now: float) -> list[dict[str, Any]]:
     out = []
     for t in sorted(node.links.values(), key=lambda x: (x.local, x.neighbor_iface)):
@@ -36,6 +45,7 @@ def links(node: Node, iface_names: dict[str, str], now: float) -> list[dict[str,
         else:
             status = "LOST"
         name = iface_names.get(t.local, "")
+        quality, neighbor_quality, cost = _quality(t)
         out.append(
             {
                 "localIP": t.local,
@@ -47,9 +57,9 @@ def links(node: Node, iface_names: dict[str, str], now: float) -> list[dict[str,
                 "symmetryTime": _ms(t.sym_time, now),
                 "asymmetryTime": _ms(t.asym_time, now),
                 "currentLinkStatus": status,
-                "linkQuality": 1.0,
-                "neighborLinkQuality": 1.0,
-                "linkCost": 1.0,
+                "linkQuality": quality,
+                "neighborLinkQuality": neighbor_quality,
+                "linkCost": cost,
             }
         )
     return out
@@ -92,9 +102,7 @@ def topology(node: Node, now: float) -> list[dict[str, Any]]:
             "destinationIP": t.dest,
             "ansn": t.seq,
             "validityTime": _ms(t.time, now),
-            "linkQuality": 1.0,
-            "neighborLinkQuality": 1.0,
-            "tcEdgeCost": 1.0,
+            "tcEdgeCost": lq.as_float(t.cost),
         }
         for t in sorted(node.topology.values(), key=lambda x: (x.last, x.dest))
     ]
@@ -144,7 +152,7 @@ def routes(
                 "genmask": prefix,
                 "gateway": r.next_hop,
                 "metric": r.hops,
-                "rtpMetricCost": r.hops,
+                "rtpMetricCost": lq.as_float(r.cost) if r.cost else r.hops,
                 "networkInterface": iface_names.get(r.iface, ""),
                 "kernelMetric": metric,
             }
@@ -171,19 +179,34 @@ def lq_names(sender: LqSender) -> list[str]:
 
 
 def lq_problem(sender: LqSender) -> str:
-    """What is wrong with a sender of olsrd link-quality messages, in one sentence."""
+    """What keeps a node speaking the other dialect apart, in one sentence."""
     kinds = ", ".join(f"{MESSAGE_NAMES.get(t, t)} (type {t})" for t in sorted(sender.types))
+    if sender.etx:
+        return (
+            f"{sender.address} sends olsrd link-quality messages ({kinds}): it runs with "
+            "link quality (olsrd's LinkQualityLevel 2 (ETX), or link_quality: etx) while "
+            "this daemon routes by hop count with RFC 3626 HELLO and TC, so the two will "
+            "never become neighbours"
+        )
     return (
-        f"{sender.address} sends olsrd link-quality messages ({kinds}): it runs olsrd "
-        "with LinkQualityLevel 2 (ETX) while this daemon routes by hop count with RFC 3626 "
-        "HELLO and TC, so the two will never become neighbours"
+        f"{sender.address} sends plain RFC 3626 messages ({kinds}): it routes by hop count "
+        "(olsrd's LinkQualityLevel 0, or link_quality: none) while this daemon runs with "
+        "link quality (LQ_HELLO and LQ_TC, ETX), so the two will never become neighbours"
     )
 
 
 def lq_fix(sender: LqSender) -> str:
+    if sender.etx:
+        return (
+            "set link_quality: etx in this daemon's configuration (the mesh role's "
+            "mesh_link_quality) to route with it, or set LinkQualityLevel 0 in olsrd.conf "
+            f"on the node at {sender.address} and restart olsrd; every node of a mesh must "
+            "use the same"
+        )
     return (
-        f"set LinkQualityLevel 0 in olsrd.conf on the node at {sender.address} and restart "
-        "olsrd; cloudrone-olsrd has no link-quality mode yet"
+        f"run the node at {sender.address} with link quality: olsrd's default "
+        "LinkQualityLevel 2 (LinkQualityAlgorithm etx_ff), or link_quality: etx on a drone; "
+        "or set link_quality: none here; every node of a mesh must use the same"
     )
 
 
@@ -195,7 +218,7 @@ def warnings(node: Node, now: float, wall: float) -> list[dict[str, Any]]:
     """
     return [
         {
-            "kind": "link_quality",
+            "kind": "link_quality" if s.etx else "no_link_quality",
             "address": s.address,
             "originators": sorted(s.originators),
             "messageTypes": sorted(s.types),

@@ -142,7 +142,7 @@ def test_radio_rules_drop_out_of_range_pairs_both_ways_and_thin_lossy_ones():
     spec = spec_from_platforms(
         "my-fleet", [_mesh("a", 1, hears=["b"]), _mesh("b", 2, hears={"c": 25}), _mesh("c", 3)]
     )
-    rules = radio_ruleset(spec, {"a": "vA", "b": "vB", "c": "vC"}, spec.radio)
+    rules = radio_ruleset(spec.fleet, {"a": "vA", "b": "vB", "c": "vC"}, spec.radio)
     assert rules.startswith("table bridge cloudrone_radio_my_fleet\ndelete table bridge")
     assert 'iifname "vA" oifname "vC" drop' in rules and 'iifname "vC" oifname "vA" drop' in rules
     assert 'iifname "vB" oifname "vC" numgen random mod 100 < 25 drop' in rules

@@ -41,6 +41,7 @@ def messages(pcap: pathlib.Path) -> list[dict[str, Any]]:
                 "hops": int(tree["olsr.hop_count"]),
                 "src": layers["ip"]["ip.src"],
                 "ip_ttl": int(layers["ip"]["ip.ttl"]),
+                "ip_tos": int(layers["ip"]["ip.dsfield"], 16),
                 "udp": (int(layers["udp"]["udp.srcport"]), int(layers["udp"]["udp.dstport"])),
             }
             if msg["type"] == 1:
@@ -85,9 +86,11 @@ def test_tshark_decodes_what_the_daemon_sends(lab, tmp_path: pathlib.Path) -> No
     ansn_d2 = lab.status("d2", "mpr")["mpr"]["ansn"]
     msgs = messages(pcap)
     assert msgs, "nothing captured"
-    # every packet: UDP 698 to 698, IP TTL 1
+    # every packet as olsrd sends it: UDP 698 to 698, the system's default IP TTL,
+    # TOS 0xC0 (DSCP CS6, network control)
     assert {m["udp"] for m in msgs} == {(698, 698)}
-    assert {m["ip_ttl"] for m in msgs} == {1}
+    assert {m["ip_ttl"] for m in msgs} == {64}
+    assert {m["ip_tos"] for m in msgs} == {0xC0}
 
     hellos = [m for m in msgs if m["type"] == 1]
     d1_hello = next(m for m in hellos if m["origin"] == "10.99.1.1")

@@ -2,7 +2,9 @@
 
 Each node is a real :class:`cloudrone.olsr.protocol.Node`; the medium delivers every
 packet a node sends on an interface to every other interface on the same segment,
-byte for byte, exactly as the daemon would hand it to the node.
+byte for byte, exactly as the daemon would hand it to the node. Each interface numbers
+its packets as the daemon does, and ``loss`` drops a share of the packets between two
+nodes at random (the same in both directions), as a lossy radio would.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ class Mesh:
         self.sent: Counter[tuple[str, int]] = Counter()  # (node, message type) -> count
         self.forwarded: Counter[str] = Counter()
         self.rng = random.Random(seed)
-        self._pseq = 0
+        self.loss: dict[frozenset[str], float] = {}  # {a, b} -> share of packets lost
+        self.delivered: Counter[tuple[str, str]] = Counter()  # (sender, receiver) -> packets
+        self._pseq: Counter[tuple[str, str]] = Counter()
+        self._next_quality = clock()
 
     def add(self, name: str, ifaces: dict[str, tuple[str, str]], **kw: object) -> Node:
         """``ifaces`` maps an interface name to (address, segment)."""
@@ -58,16 +63,18 @@ class Mesh:
             sender, out_iface, msgs = queue.popleft()
             if sender in self.down:
                 continue
-            self._pseq += 1
-            data = codec.encode_packet(self._pseq, msgs)
+            self._pseq[(sender, out_iface)] += 1
+            data = codec.encode_packet(self._pseq[(sender, out_iface)], msgs)
             segment = self.attach[sender][out_iface]
             source = self.nodes[sender].interfaces[out_iface]
             for other, ifaces in self.attach.items():
                 if other == sender or other in self.down:
                     continue
+                loss = self.loss.get(frozenset((sender, other)), 0.0)
                 for in_iface, seg in ifaces.items():
-                    if seg != segment:
+                    if seg != segment or (loss and self.rng.random() < loss):
                         continue
+                    self.delivered[(sender, other)] += 1
                     fwd = self.nodes[other].receive(data, source, in_iface)
                     if fwd:
                         self.forwarded[other] += len(fwd)
@@ -76,6 +83,11 @@ class Mesh:
 
     def tick(self) -> None:
         now = self.clock()
+        if now >= self._next_quality:  # the daemon's one-second link quality timer
+            self._next_quality = now + 1.0
+            for name, node in self.nodes.items():
+                if node.etx and name not in self.down:
+                    node.tick_quality()
         for (name, kind), when in sorted(self.due.items()):
             if when > now or name in self.down:
                 continue
@@ -142,6 +154,15 @@ def line(mesh: Mesh, n: int, **kw: object) -> list[str]:
         if i == 1:
             ifaces = {"right": ifaces["right"]}
         mesh.add(name, ifaces, **kw)
+    return names
+
+
+def shared(mesh: Mesh, n: int, segment: str = "air", **kw: object) -> list[str]:
+    """Nodes n1..nN with one interface each on one segment (one radio channel): every
+    node hears every other unless ``mesh.loss`` says otherwise."""
+    names = [f"n{i}" for i in range(1, n + 1)]
+    for i, name in enumerate(names, start=1):
+        mesh.add(name, {"wlan0": (f"10.99.0.{i}", segment)}, **kw)
     return names
 
 

@@ -33,6 +33,11 @@ B = "10.99.0.2"  # an olsrd node with LinkQualityLevel 2
 C = "10.99.0.3"  # another one
 D = "10.99.0.4"  # a node speaking RFC 3626
 EVENT = "link_quality_sender"  # the log event
+FIX_B = (
+    "set link_quality: etx in this daemon's configuration (the mesh role's"
+    " mesh_link_quality) to route with it, or set LinkQualityLevel 0 in olsrd.conf on the"
+    f" node at {B} and restart olsrd; every node of a mesh must use the same"
+)
 
 
 def lq_packet(origin: str, mtype: int = LQ_HELLO_MESSAGE, seqno: int = 1) -> bytes:
@@ -128,13 +133,11 @@ def test_status_lists_each_sender_with_the_fix(clock) -> None:
         "active": True,
         "problem": (
             f"{B} sends olsrd link-quality messages (LQ_HELLO (type 201), LQ_TC (type 202)):"
-            " it runs olsrd with LinkQualityLevel 2 (ETX) while this daemon routes by hop"
-            " count with RFC 3626 HELLO and TC, so the two will never become neighbours"
+            " it runs with link quality (olsrd's LinkQualityLevel 2 (ETX), or link_quality:"
+            " etx) while this daemon routes by hop count with RFC 3626 HELLO and TC, so the"
+            " two will never become neighbours"
         ),
-        "fix": (
-            f"set LinkQualityLevel 0 in olsrd.conf on the node at {B} and restart olsrd;"
-            " cloudrone-olsrd has no link-quality mode yet"
-        ),
+        "fix": FIX_B,
     }
     clock.advance(20.0)  # past the messages' 20 s validity: it stopped sending
     assert [w["active"] for w in status.warnings(n, clock(), 0.0)] == [False, False]
@@ -185,10 +188,7 @@ def test_daemon_warns_once_per_sender(
             "address": B,
             "originators": [B],
             "message_types": ["LQ_HELLO"],
-            "fix": (
-                f"set LinkQualityLevel 0 in olsrd.conf on the node at {B} and restart olsrd;"
-                " cloudrone-olsrd has no link-quality mode yet"
-            ),
+            "fix": FIX_B,
         }
         msg = first.getMessage()
         assert msg.startswith(f"{B} sends olsrd link-quality messages (LQ_HELLO (type 201))")
@@ -202,8 +202,8 @@ def test_daemon_warns_once_per_sender(
         assert len(notified) == 2
         assert notified[-1].startswith("STATUS=")
         assert notified[-1].endswith(
-            "; 2 olsrd node(s) with link quality cannot be neighbours: "
-            "set LinkQualityLevel 0 on them (see /warnings)"
+            "; 2 node(s) with link quality cannot be neighbours: every node of a mesh "
+            "needs the same link quality setting (see /warnings)"
         )
         # the RFC neighbour is there as before
         assert d.node.symmetric_neighbors() == {D}
@@ -229,7 +229,7 @@ def test_status_serves_the_warnings_and_keeps_the_other_sections() -> None:
         assert set(rows) == {B, C}
         assert (rows[B]["packets"], rows[B]["messageNames"]) == (5, ["LQ_HELLO"])
         assert (rows[C]["packets"], rows[C]["messageNames"]) == (1, ["LQ_TC"])
-        assert rows[B]["fix"].startswith(f"set LinkQualityLevel 0 in olsrd.conf on the node at {B}")
+        assert rows[B]["fix"] == FIX_B
         assert rows[B]["firstSeen"] <= rows[B]["lastSeen"] <= st["systemTime"] + 1
 
         _, everything = http_get(d, "/all")
