@@ -20,7 +20,7 @@ import pytest
 from cloudrone.bench.lab import wait_until
 from cloudrone.fleet import sim
 from cloudrone.olsr import codec
-from cloudrone.olsr.constants import HELLO_MESSAGE, OLSR_PORT, WILL_DEFAULT
+from cloudrone.olsr.constants import HELLO_MESSAGE, LQ_HELLO_MESSAGE, OLSR_PORT, WILL_DEFAULT
 
 MESH = {"drone-a": "10.246.1.11", "drone-b": "10.246.1.12", "drone-c": "10.246.1.13"}
 MANAGEMENT = {"drone-a": "10.246.0.11", "drone-b": "10.246.0.12", "drone-c": "10.246.0.13"}
@@ -190,9 +190,10 @@ def test_the_same_ports_do_answer_inside_the_mesh(on_drone):
     assert json.loads(out)["tcp"] == {"22": "open", "2377": "closed", "7946": "closed"}
 
 
-def _hello_from(originator: str) -> bytes:
+def _hello_from(originator: str, etx: bool) -> bytes:
+    """A HELLO in the drones' dialect: LQ_HELLO with link quality, plain without."""
     hello = codec.Message(
-        type=HELLO_MESSAGE,
+        type=LQ_HELLO_MESSAGE if etx else HELLO_MESSAGE,
         vtime=codec.encode_time(3.0),
         originator=originator,
         ttl=1,
@@ -211,7 +212,9 @@ def _links_of_c(on_drone) -> set[str]:
 def test_the_phone_cannot_speak_olsr_to_any_drone(phone, lease, fleet, on_drone):
     """A HELLO from the phone to C's routing daemon never arrives; the same
     HELLO from a host on the mesh does (C lists the link): the probe is sound."""
-    packet = _hello_from(lease).hex()
+    _, out = on_drone("drone-c", "curl -sf http://127.0.0.1:9090/mpr")
+    etx = json.loads(out)["linkQuality"] == "etx"
+    packet = _hello_from(lease, etx).hex()
     send = (
         'python3 -c "import socket, sys; s = socket.socket(2, 2); '
         f"s.bind(('', {OLSR_PORT})); "
@@ -229,7 +232,7 @@ def test_the_phone_cannot_speak_olsr_to_any_drone(phone, lease, fleet, on_drone)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((controller, OLSR_PORT))
     try:
-        packet = _hello_from(controller)
+        packet = _hello_from(controller, etx)
 
         def heard() -> bool:
             sock.sendto(packet, (MESH["drone-c"], OLSR_PORT))

@@ -68,9 +68,43 @@ def test_put_a_and_c_in_range_and_traffic_goes_direct(a, fleet):
     c = MESH["drone-c"]
     fleet.set_range("drone-a", "drone-c", 0)
     try:
-        direct = wait_until(lambda: "via" not in route(a, c) and route(a, c) != "", 20)
+        # with link quality a new link has to prove itself before it beats two clean
+        # hops (ETX under 2): some 10 to 20 s at the fast profile's pace
+        direct = wait_until(lambda: "via" not in route(a, c) and route(a, c) != "", 45)
         assert direct, route(a, c)
         assert daemon_route(a, c)["gateway"] == c
         assert a.run(f"ping -n -c 2 -W 2 {c}").rc == 0
+    finally:
+        fleet.set_range("drone-a", "drone-c", None)
+
+
+def test_a_lossy_link_to_c_is_not_taken_with_etx(a, fleet):
+    """A and C in range at 40% loss, A-B and B-C clean: by hop count A would send to C
+    direct and lose about 40%; by ETX (the role's default) it stays on B."""
+    c, b = MESH["drone-c"], MESH["drone-b"]
+
+    def links() -> set[str]:
+        st = json.loads(a.check_output("curl -sf http://127.0.0.1:9090/links"))
+        assert st["linkQuality"] == "etx"
+        return {lk["remoteIP"] for lk in st["links"]}
+
+    # from no link at all: a link that was clean keeps its good name for a while
+    assert wait_until(lambda: c not in links(), 10), links()
+    fleet.set_range("drone-a", "drone-c", 40)
+    try:
+        assert wait_until(lambda: c in links(), 10)  # A hears C now, however poorly ...
+        # ... and for 15 s every look finds the route through B
+        for _ in range(15):
+            assert f"via {b}" in route(a, c), route(a, c)
+            time.sleep(1)
+        costs = {
+            lk["remoteIP"]: lk["linkCost"]
+            for lk in json.loads(a.check_output("curl -sf http://127.0.0.1:9090/links"))["links"]
+        }
+        assert costs[b] < costs[c], costs
+        # and traffic arrives: 200 pings, at most 2 lost
+        out = a.check_output(f"ping -n -q -c 200 -i 0.02 -W 2 {c} || true")
+        received = int(out.split(" received")[0].rsplit(",", 1)[-1].strip())
+        assert received >= 198, out
     finally:
         fleet.set_range("drone-a", "drone-c", None)
