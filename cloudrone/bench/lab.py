@@ -114,6 +114,11 @@ class Lab:
         run("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         run("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
         run("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
+        # as the mesh role (and olsrd) do: a relay on a shared channel must not send the
+        # sender off onto a lossy direct link with an ICMP redirect
+        for key in ("send_redirects", "accept_redirects"):
+            for scope in ("all", "default"):
+                run("ip", "netns", "exec", name, "sysctl", "-qw", f"net.ipv4.conf.{scope}.{key}=0")
         return name
 
     def link(self, a: str, b: str, subnet: str, host_a: int, host_b: int) -> tuple[str, str]:

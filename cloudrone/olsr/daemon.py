@@ -45,11 +45,15 @@ MAX_PACKET = 1472  # a 1500-byte MTU minus IP and UDP headers
 # precedence, 6); olsrd leaves the IP TTL at the system's default, and so does this.
 IP_TOS_OLSRD = 0xC0
 SO_PRIORITY_OLSRD = 6
-# olsrd skips a route calculation asked for within 1 s (plus 5% jitter) of its last
-# one, and forgets the change that asked. A change-triggered TC sent within that time
-# of the HELLO that changed an olsrd neighbour's neighbourhood would be stored there but
-# not routed by until something else changes: it waits out this back-off instead.
+# olsrd calculates routes at once after a HELLO or packet that changed something, then
+# skips any calculation asked for within the next second (its SPF back-off) and forgets
+# the change that asked: news that reached it within that second would be stored but
+# not routed by until something else changes. On each interface, a packet with news
+# (a changed HELLO, or a TC, MID or HNA with new content, own or relayed) therefore
+# leaves no sooner than this after the previous one.
 OLSRD_SPF_BACKOFF = 1.1
+NEWS_MAX_WAIT = 3.0  # a changed HELLO holds queued news back no longer than this
+SEEN_LIMIT = 4096  # originators' last relayed content remembered (is_news)
 HTTP_LIMIT = 4096  # a status request is read up to this size, then answered or dropped
 HTTP_TIMEOUT = 5.0  # a status client that takes longer is dropped
 Job = Callable[[], Awaitable[None]]
@@ -81,6 +85,11 @@ class Interface:
     sock: socket.socket
     seqno: int = 0
     queue: list[bytes] = field(default_factory=list)
+    news: int = 0  # how many queued messages are news (see Daemon.is_news)
+    quiet_until: float = 0.0  # no news leaves before (monotonic; olsrd's back-off)
+    news_due: float = 0.0  # when the queued news may leave
+    news_since: float = 0.0  # when the oldest queued news was queued
+    last_hello: bytes = b""  # the body of the last HELLO sent here
 
 
 class Daemon:
@@ -103,7 +112,7 @@ class Daemon:
         self.send_errors = 0
         self.reloads = 0
         self.reload_failures = 0
-        self.last_hello = -1e9  # when this node last sent a HELLO (monotonic)
+        self.seen: dict[tuple[int, str], bytes] = {}  # (type, originator) -> content
         self.node: Node  # made by start(), once the interfaces' addresses are known
 
     # --- interfaces --------------------------------------------------------------------
@@ -233,23 +242,57 @@ class Daemon:
 
     # --- sending -----------------------------------------------------------------------
 
-    def send_now(self, messages: list[bytes], only: Interface | None = None) -> None:
-        """Queue ``messages`` to go out as soon as this moment's work is done: what the
-        node says at one moment (a HELLO, TC, MID and HNA) leaves in one packet."""
-        for iface in [only] if only else list(self.ifaces.values()):
-            iface.queue.extend(messages)
-        self.later("flush-now", 0.0, self.flush_all, replace=False)
+    def is_news(self, raw: bytes) -> bool:
+        """Whether a TC, MID or HNA message (own or relayed) says something new: a TC
+        with another ANSN or other neighbours, a MID or HNA with other content."""
+        mtype, originator = raw[0], socket.inet_ntoa(raw[4:8])
+        body = raw[codec.MESSAGE_HEADER.size :]
+        if mtype in (2, 202):  # TC, LQ_TC: ANSN and addresses, not the quality bytes
+            step = 4 if mtype == 2 else 8
+            content = body[:2] + b"".join(body[i : i + 4] for i in range(4, len(body), step))
+        else:
+            content = body
+        key = (mtype, originator)
+        if self.seen.get(key) == content:
+            return False
+        if len(self.seen) >= SEEN_LIMIT:
+            self.seen.clear()
+        self.seen[key] = content
+        return True
 
-    def queue_forward(self, messages: list[bytes]) -> None:
+    def enqueue(self, messages: list[bytes], delay: float, name: str) -> None:
+        news = sum(self.is_news(m) for m in messages)
+        now = time.monotonic()
         for iface in self.ifaces.values():
             iface.queue.extend(messages)
-        self.later("flush", self.jitter(), self.flush_all, replace=False)
+            if news and not iface.news:
+                iface.news_due = max(now, iface.quiet_until)
+                iface.news_since = now
+            iface.news += news
+        self.later(name, delay, self.flush_all, replace=False)
+
+    def send_now(self, messages: list[bytes]) -> None:
+        """Queue ``messages`` to go out as soon as this moment's work is done: what the
+        node says at one moment (a TC, MID and HNA) leaves in one packet."""
+        self.enqueue(messages, 0.0, "flush-now")
+
+    def queue_forward(self, messages: list[bytes]) -> None:
+        self.enqueue(messages, self.jitter(), "flush")
 
     def flush_all(self) -> None:
         for iface in list(self.ifaces.values()):
             self.flush(iface)
 
     def flush(self, iface: Interface) -> None:
+        now = time.monotonic()
+        if iface.news and now < iface.news_due:
+            # news waits out an olsrd neighbour's back-off after the news before it;
+            # what queued after it waits with it, in order
+            self.later(f"flush-{iface.name}", iface.news_due - now, self.flush_all, False)
+            return
+        if iface.news:
+            iface.quiet_until = now + OLSRD_SPF_BACKOFF
+            iface.news = 0
         while iface.queue:
             batch: list[bytes] = []
             size = codec.PACKET_HEADER.size
@@ -257,24 +300,36 @@ class Daemon:
                 msg = iface.queue.pop(0)
                 batch.append(msg)
                 size += len(msg)
-            iface.seqno = codec.seq_next(iface.seqno)
-            packet = codec.encode_packet(iface.seqno, batch)
-            try:
-                iface.sock.sendto(packet, (iface.broadcast, self.config.port))
-                self.sent_bytes += len(packet)
-                self.sent_packets += 1
-            except OSError as exc:
-                self.send_errors += 1
-                iface.queue.clear()
-                if exc.errno in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN, errno.EADDRNOTAVAIL):
-                    self.later("ifcheck-now", 0.2, self.queue(self.refresh_interfaces))
-                return
+            self.transmit(iface, batch)
+
+    def transmit(self, iface: Interface, messages: list[bytes]) -> None:
+        iface.seqno = codec.seq_next(iface.seqno)
+        packet = codec.encode_packet(iface.seqno, messages)
+        try:
+            iface.sock.sendto(packet, (iface.broadcast, self.config.port))
+            self.sent_bytes += len(packet)
+            self.sent_packets += 1
+        except OSError as exc:
+            self.send_errors += 1
+            iface.queue.clear()
+            iface.news = 0
+            if exc.errno in (errno.ENODEV, errno.ENXIO, errno.ENETDOWN, errno.EADDRNOTAVAIL):
+                self.later("ifcheck-now", 0.2, self.queue(self.refresh_interfaces))
 
     def send_hello(self) -> None:
-        self.last_hello = time.monotonic()
+        """A HELLO on every interface, at once and in a packet of its own: it is never
+        held back (a late HELLO loses neighbours), but a changed one is news."""
         for iface in list(self.ifaces.values()):
             self.node.counters["originated_hello"] += 1
-            self.send_now([self.node.make_hello(iface.name).raw], iface)
+            raw = self.node.make_hello(iface.name).raw
+            body = _hello_content(raw)
+            if body != iface.last_hello:
+                iface.last_hello = body
+                now = time.monotonic()
+                iface.quiet_until = max(iface.quiet_until, now + OLSRD_SPF_BACKOFF)
+                if iface.news and now - iface.news_since < NEWS_MAX_WAIT:
+                    iface.news_due = max(iface.news_due, iface.quiet_until)
+            self.transmit(iface, [raw])
 
     def _originate(self, kind: str, msg: Any) -> None:
         """Count and flood a message this node makes (None: nothing to say)."""
@@ -292,9 +347,7 @@ class Daemon:
         self._originate("hna", self.node.make_hna())
 
     def send_on_change(self) -> None:
-        """The neighbourhood changed: HELLO, TC, MID and HNA in one packet, so that an
-        olsrd neighbour takes the news of both in one route calculation."""
-        self.send_hello()
+        """The neighbourhood changed: TC, MID and HNA in one packet."""
         self.send_tc()
         self.send_mid()
         self.send_hna()
@@ -336,12 +389,13 @@ class Daemon:
 
     def after_state_change(self) -> None:
         if self.node.tc_changed and "tc-change" not in self.timers:
-            # the neighbourhood changed: tell the mesh now rather than at the next
-            # interval, with MID and HNA alongside so new neighbours learn them too,
-            # but not within olsrd's route back-off after this node's last HELLO
+            # the neighbourhood changed: a HELLO tells the neighbours now, and TC, MID
+            # and HNA (in one packet) tell the mesh once the HELLO's news has been
+            # taken in (the news pacing of flush holds them that long)
             self.node.tc_changed = False
-            wait = self.last_hello + OLSRD_SPF_BACKOFF - time.monotonic()
-            self.later("tc-change", max(self.jitter(), wait), self.send_on_change)
+            jitter = self.jitter()
+            self.later("news-hello", jitter, self.send_hello, replace=False)
+            self.later("tc-change", jitter, self.send_on_change)
         if self.node.changed:
             self.schedule_routes()
 
@@ -678,6 +732,21 @@ class Daemon:
         event(logging.INFO, "stopped; routes removed", "stopped", routes_removed=removed)
         self.route_table.close()
         self.ipr.close()
+
+
+def _hello_content(raw: bytes) -> bytes:
+    """What a HELLO says of the neighbourhood: willingness, link codes and addresses,
+    without Htime and the link-quality bytes (those change without news)."""
+    body = raw[codec.MESSAGE_HEADER.size :]
+    step = 8 if raw[0] == 201 else 4
+    out, offset = [body[3:4]], codec.HELLO_HEADER.size
+    while offset + codec.LINK_HEADER.size <= len(body):
+        size = int.from_bytes(body[offset + 2 : offset + 4], "big") or len(body)
+        block = body[offset : offset + size]
+        out.append(block[:1])
+        out += [block[i : i + 4] for i in range(codec.LINK_HEADER.size, len(block), step)]
+        offset += size
+    return b"".join(out)
 
 
 def _http(code: int, body: dict[str, Any]) -> bytes:

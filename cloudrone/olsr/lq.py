@@ -39,8 +39,9 @@ def cost(lq: int, nlq: int) -> int:
 
 
 def as_float(value: int) -> float:
-    """A cost for people: 1.0 for a clean hop, 2.0 for two clean hops or one lossy one."""
-    return round(value / SCALE, 3) if value < BROKEN else float("inf")
+    """A cost for people: 1.0 for a clean hop, 2.0 for two clean hops or one lossy one;
+    a broken link shows as 4096.0 (olsrd's too), never as an infinity JSON lacks."""
+    return round(min(value, BROKEN) / SCALE, 3)
 
 
 def _moved(old: int, new: int) -> bool:

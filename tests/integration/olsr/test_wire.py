@@ -124,3 +124,54 @@ def test_tshark_decodes_what_the_daemon_sends(lab, tmp_path: pathlib.Path) -> No
         ("0.0.0.0", "0.0.0.0"),
     }
     assert hnas[-1]["vtime"] == 3.0
+
+
+def lq_neighbours(tree: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Address -> (LQ, NLQ) of every neighbour entry under ``tree``, as tshark reads them."""
+    return {
+        entry["olsr.neighbor_addr"]: (int(entry["olsr.lq"]), int(entry["olsr.nlq"]))
+        for entry in as_list(tree.get("olsr.neighbor_tree"))
+    }
+
+
+def test_tshark_decodes_the_link_quality_dialect(lab, tmp_path: pathlib.Path) -> None:
+    lab_mod.build_line(lab, 3)
+    for node in ("d1", "d2", "d3"):
+        lab.start(node, link_quality="etx")
+    assert lab_mod.wait_until(lambda: lab_mod.converged(lab, ["d1", "d2", "d3"]), 30)
+
+    pcap = tmp_path / "d2-etx.pcap"
+    lab_mod.run(
+        "ip", "netns", "exec", lab.ns("d2"), "tshark", "-i", "v0b", "-f", "udp port 698",
+        "-a", "duration:4", "-w", str(pcap), "-q", timeout=30,
+    )  # fmt: skip
+    out = lab_mod.run(
+        "tshark", "-r", str(pcap), "-T", "json", "--no-duplicate-keys", "-Y", "olsr"
+    ).stdout
+    trees = [
+        tree
+        for frame in json.loads(out)
+        for tree in as_list(frame["_source"]["layers"]["olsr"].get("olsr.message_tree"))
+    ]
+    types = {int(t["olsr.message_type"]) for t in trees}
+    assert {201, 202} <= types and not {1, 2} & types, types  # LQ_HELLO, LQ_TC only
+
+    hellos = [t for t in trees if t["olsr.message_type"] == "201"]
+    d1 = next(t for t in hellos if t["olsr.origin_addr"] == "10.99.1.1")
+    assert (float(d1["olsr.vtime"]), float(d1["olsr.htime"])) == (1.5, 0.5)
+    blocks = as_list(d1["olsr.link_type_tree"])
+    entries = {a: q for block in blocks for a, q in lq_neighbours(block).items()}
+    assert list(entries) == ["10.99.1.2"]
+    lq, nlq = entries["10.99.1.2"]
+    assert 0 < lq <= 255 and 0 < nlq <= 255
+
+    tcs = [t for t in trees if t["olsr.message_type"] == "202"]
+    d2_tc = [t for t in tcs if t["olsr.origin_addr"] == "10.99.1.2"]
+    assert d2_tc and set(lq_neighbours(d2_tc[-1])) == {"10.99.1.1", "10.99.2.3"}
+    assert (int(d2_tc[-1]["olsr.ttl"]), int(d2_tc[-1]["olsr.hop_count"])) == (255, 0)
+    relayed = [t for t in tcs if t["olsr.origin_addr"] == "10.99.2.3"]
+    assert relayed and (int(relayed[-1]["olsr.ttl"]), int(relayed[-1]["olsr.hop_count"])) == (
+        254,
+        1,
+    )
+    assert set(lq_neighbours(relayed[-1])) == {"10.99.1.2"}
