@@ -34,6 +34,7 @@ from pyroute2 import AsyncIPRoute
 from cloudrone import sdnotify
 from cloudrone.olsr import codec, lq, status
 from cloudrone.olsr.config import DEFAULT_PATH, Config, ConfigError, load
+from cloudrone.olsr.constants import LQ_HELLO_MESSAGE, LQ_TC_MESSAGE, TC_MESSAGE
 from cloudrone.olsr.kernel import KernelRoute, RouteTable
 from cloudrone.olsr.protocol import Node
 from cloudrone.olsr.routing import Route
@@ -247,8 +248,8 @@ class Daemon:
         with another ANSN or other neighbours, a MID or HNA with other content."""
         mtype, originator = raw[0], socket.inet_ntoa(raw[4:8])
         body = raw[codec.MESSAGE_HEADER.size :]
-        if mtype in (2, 202):  # TC, LQ_TC: ANSN and addresses, not the quality bytes
-            step = 4 if mtype == 2 else 8
+        if mtype in (TC_MESSAGE, LQ_TC_MESSAGE):  # ANSN and addresses, not the quality
+            step = 4 if mtype == TC_MESSAGE else codec.LQ_ENTRY
             content = body[:2] + b"".join(body[i : i + 4] for i in range(4, len(body), step))
         else:
             content = body
@@ -738,7 +739,7 @@ def _hello_content(raw: bytes) -> bytes:
     """What a HELLO says of the neighbourhood: willingness, link codes and addresses,
     without Htime and the link-quality bytes (those change without news)."""
     body = raw[codec.MESSAGE_HEADER.size :]
-    step = 8 if raw[0] == 201 else 4
+    step = codec.LQ_ENTRY if raw[0] == LQ_HELLO_MESSAGE else 4
     out, offset = [body[3:4]], codec.HELLO_HEADER.size
     while offset + codec.LINK_HEADER.size <= len(body):
         size = int.from_bytes(body[offset + 2 : offset + 4], "big") or len(body)

@@ -327,16 +327,10 @@ class Node:
         for t in self.links.values():
             if t.quality is not None:
                 t.quality.tick(now, t.htime)
-        changed = False
         if any([q.settle() for q in qualities]):
             for q in qualities:  # as olsrd: once one moved, all take their new values
-                if (q.smooth_lq, q.smooth_nlq) != (q.lq, q.nlq) and (
-                    q.smooth_lq,
-                    q.smooth_nlq,
-                ) != (255, 255):
-                    changed |= q.resmooth()
-            changed = True
-        if changed:
+                if (q.smooth_lq, q.smooth_nlq) != (255, 255):
+                    q.resmooth()
             self.changed = True
             self._update_mprs()
             self._update_advertised()

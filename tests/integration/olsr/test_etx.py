@@ -12,43 +12,36 @@ import time
 
 import pytest
 
+from cloudrone.bench import etx as etx_bench
 from cloudrone.bench import lab as lab_mod
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-PROBES = 400
-# Count what arrives on UDP 9999 for ``seconds``: the receiver prints the number.
-RECEIVE = r"""
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 9999)); s.settimeout(0.2)
-end, got = time.monotonic() + float(sys.argv[1]), set()
-while time.monotonic() < end:
-    try:
-        got.add(int(s.recv(64)))
-    except OSError:
-        pass
-print(len(got))
-"""
-SEND = r"""
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for i in range(int(sys.argv[2])):
-    s.sendto(str(i).encode(), (sys.argv[1], 9999)); time.sleep(0.01)
-"""
+PROBES = 400  # datagrams, 100 a second: the benchmark's receiver and sender scripts
 
 
 def delivered(lab: lab_mod.Lab, src: str, dst: str, address: str) -> float:
     """Send PROBES datagrams from ``src`` to ``address`` (on ``dst``); the share that came."""
     recv = subprocess.Popen(
-        ["ip", "netns", "exec", lab.ns(dst), sys.executable, "-c", RECEIVE, "8"],
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.ns(dst),
+            sys.executable,
+            "-c",
+            etx_bench.RECEIVER,
+            str(etx_bench.PORT),
+            "8",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
     time.sleep(0.5)  # the receiver is listening
     try:
         lab_mod.run(
-            "ip", "netns", "exec", lab.ns(src), sys.executable, "-c", SEND, address, str(PROBES),
+            "ip", "netns", "exec", lab.ns(src), sys.executable, "-c", etx_bench.SENDER, address,
+            str(etx_bench.PORT), str(PROBES), "100",
             timeout=30,
         )  # fmt: skip
         out, _ = recv.communicate(timeout=30)
