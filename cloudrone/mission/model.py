@@ -6,59 +6,19 @@ and nothing is created or changed while any problem remains.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from cloudrone.mission.schema import SCHEMA
 from cloudrone.problems import ConfigProblems, read_yaml
-
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["mission", "target", "networks", "drones"],
-    "properties": {
-        "mission": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"},
-        "description": {"type": "string"},
-        "target": {"enum": ["sim", "ssh"]},
-        "admin_user": {"type": "string", "pattern": "^[a-z_][a-z0-9_-]{0,31}$"},
-        "ssh_key": {"type": "string", "minLength": 1},
-        "networks": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["management", "mesh"],
-            "properties": {
-                "management": {"type": "string"},
-                "mesh": {"type": "string"},
-                # where each drone's access point subnet (a /24) comes from
-                "ground": {"type": "string"},
-            },
-        },
-        "drones": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["name", "management_address", "mesh_address"],
-                "properties": {
-                    "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
-                    "management_address": {"type": "string"},
-                    "mesh_address": {"type": "string"},
-                    # the drone's network for phones; by default the drone's
-                    # own /24 of networks.ground, by its position in this list
-                    "ap_subnet": {"type": "string"},
-                    "model": {"enum": sorted(["pi2", "pi3", "pi4", "pi5"])},
-                    # MAVLink system id of the drone's flight bridge: unique in the
-                    # fleet; by default the drone's 1-based position in this list.
-                    "system_id": {"type": "integer", "minimum": 1, "maximum": 255},
-                },
-            },
-        },
-    },
-}
+from cloudrone.rules import channels_allowed, docker_archive_images, memory_bytes
 
 # What a simulated drone of each model may use: the Pi's memory and cores.
 MODELS: dict[str, dict[str, Any]] = {
@@ -75,6 +35,47 @@ HINTS: dict[str, str] = {
     "model": f"use one of {', '.join(sorted(MODELS))}",
     "admin_user": "use a Linux user name such as cloudrone",
     "system_id": "give each drone its own MAVLink system id from 1 to 255",
+    "version": "write version: 2 (or leave it out for the first format)",
+    "passphrase_env": "name an environment variable, like CLOUDRONE_AP_PASSPHRASE",
+    "password_env": "name an environment variable, like CLOUDRONE_REGISTRY_PASSWORD",
+    "country": "give an ISO 3166 country code in capitals, like GB or US",
+    "dns": "use lower-case letters, digits and dashes, e.g. map",
+    "loss": "give a whole percent of frames lost, 0 to 99",
+    "metric": "give 1 (preferred), 2 or 3",
+    "security": "use open, wpa2 or wpa3",
+    "recipe": "use tinyweb (a static web server for a folder of the bundle)",
+}
+
+# Fields that would hold a secret in clear: refused, with the way to do it.
+SECRET_FIELDS = {
+    "passphrase": "passphrase_env",
+    "password": "password_env",
+    "wpa_passphrase": "passphrase_env",
+}
+
+# What services may use on a drone, as the services role counts it: the
+# model's memory less what the system keeps (services_model_memory_mb and
+# services_system_reserve_mb in roles/services/defaults/main.yml).
+MODEL_MEMORY_MB = {"pi2": 1024, "pi3": 1024, "pi4": 4096, "pi5": 8192}
+SYSTEM_RESERVE_MB = 192
+
+# Ports a service may not publish: they manage, route or fly the drone.
+RESERVED_PORTS = {
+    ("tcp", 22): "SSH",
+    ("udp", 53): "DNS (dnsmasq)",
+    ("tcp", 53): "DNS (dnsmasq)",
+    ("udp", 67): "DHCP",
+    ("udp", 123): "NTP (chrony)",
+    ("udp", 698): "OLSR",
+    ("tcp", 2375): "the Docker API",
+    ("tcp", 2376): "the Docker API",
+    ("tcp", 2377): "Swarm's control plane",
+    ("tcp", 7946): "Swarm's gossip",
+    ("udp", 7946): "Swarm's gossip",
+    ("udp", 4789): "Swarm's overlay (VXLAN)",
+    ("tcp", 9090): "the routing daemon's status",
+    ("udp", 14550): "the flight bridge's MAVLink",
+    ("udp", 14555): "the flight bridge's MAVLink",
 }
 
 # Phones' networks when the mission names none: drone N gets 10.43.N.0/24.
@@ -94,6 +95,10 @@ class DronePlan:
     ap_subnet: ipaddress.IPv4Network
     model: str
     system_id: int = 1
+    swarm_role: str = "manager"
+    labels: tuple[tuple[str, str], ...] = ()
+    # a gateway's preference (1 preferred .. 3); None: not a gateway
+    gateway_metric: int | None = None
 
     @property
     def ap_address(self) -> ipaddress.IPv4Address:
@@ -102,6 +107,70 @@ class DronePlan:
     @property
     def resources(self) -> dict[str, Any]:
         return MODELS[self.model]
+
+
+@dataclass(frozen=True)
+class RadioPlan:
+    """The mesh on the air, and for sim who hears whom."""
+
+    ssid: str = "cloudrone-mesh"
+    channel: int = 1
+    country: str = "GB"
+    profile: str = "rfc"
+    link_quality: str = "etx"
+    passphrase_env: str | None = None
+    # sim only: {pair: percent lost}; None: every drone hears every other
+    in_range: dict[frozenset[str], int] | None = None
+    partitioned: bool = False
+
+
+@dataclass(frozen=True)
+class AccessPointPlan:
+    ssid: str = "cloudrone"
+    channel: int = 6
+    security: str = "open"
+    passphrase_env: str = "CLOUDRONE_AP_PASSPHRASE"
+    domain: str = "cloudrone.internal"
+    client_isolation: bool = False
+
+
+@dataclass(frozen=True)
+class RegistryPlan:
+    address: str
+    user: str = "cloudrone"
+    password_env: str = "CLOUDRONE_REGISTRY_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Port:
+    target: int
+    published: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    # NAME:TAG; None for a built image until it is built (see ``build``)
+    image: str | None
+    # (recipe, content folder or None) for an image the controller builds
+    build: tuple[str, Path | None] | None
+    replicas: int
+    placement: str
+    drones: tuple[str, ...]
+    memory: str | None
+    memory_bytes: int
+    cpus: float
+    memory_limit: str | None
+    ports: tuple[Port, ...]
+    dns: str
+    command: tuple[str, ...] | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The node label that marks the drones it may run on (``drones``)."""
+        return f"cloudrone.serves.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +184,22 @@ class Mission:
     management: ipaddress.IPv4Network
     mesh: ipaddress.IPv4Network
     drones: tuple[DronePlan, ...]
+    version: int = 1
+    radio: RadioPlan = RadioPlan()
+    access_point: AccessPointPlan = AccessPointPlan()
+    services: tuple[ServicePlan, ...] = ()
+    registry: RegistryPlan | None = None
+    # the bundle's image archives (images/*.tar) and the tags each holds
+    archives: tuple[tuple[Path, tuple[str, ...]], ...] = ()
+
+    def drone(self, name: str) -> DronePlan:
+        return next(d for d in self.drones if d.name == name)
+
+    def service_drones(self, service: ServicePlan) -> list[DronePlan]:
+        """The drones a service's replicas may land on, in fleet order."""
+        if service.drones:
+            return [d for d in self.drones if d.name in service.drones]
+        return list(self.drones)
 
     @property
     def controller_address(self) -> ipaddress.IPv4Address:
@@ -180,7 +265,14 @@ def load(bundle: Path) -> Mission:
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             known = ", ".join(err.schema.get("properties", {}))
             for key in extra:
-                report([*p, key], f"unknown field; known fields here: {known}")
+                if key in SECRET_FIELDS and SECRET_FIELDS[key] in err.schema["properties"]:
+                    report(
+                        [*p, key],
+                        "a secret never goes in the bundle in clear; put it in an "
+                        f"environment variable and name that in {SECRET_FIELDS[key]}",
+                    )
+                else:
+                    report([*p, key], f"unknown field; known fields here: {known}")
             continue
         if err.validator == "required":
             report(p, f"{err.message}; add it (see missions/demo/mission.yml)")
@@ -211,6 +303,11 @@ def load(bundle: Path) -> Mission:
     seen_ap: dict[ipaddress.IPv4Network, str] = {}
 
     target = data["target"]
+    if data.get("version", 1) == 1:
+        v2 = [k for k in ("radio", "access_point", "gateways", "services", "registry") if k in data]
+        for key in v2:
+            report([key], "is a version 2 field; add version: 2 at the top of the bundle")
+    roles = _swarm_roles(data["drones"])
     seen_names: dict[str, int] = {}
     seen_addr: dict[str, str] = {}
     seen_ids: dict[int, tuple[int, bool]] = {}  # system id -> (drone index, given explicitly)
@@ -286,8 +383,25 @@ def load(bundle: Path) -> Mission:
                 ap_subnet=ap_subnet or ipaddress.IPv4Network("0.0.0.0/32"),
                 model=raw.get("model", "pi2"),
                 system_id=system_id,
+                swarm_role=roles[i],
+                labels=tuple(sorted((str(k), str(v)) for k, v in raw.get("labels", {}).items())),
             )
         )
+    managers = [d.name for d in drones if d.swarm_role == "manager"]
+    if len(managers) % 2 == 0:
+        report(
+            ["drones"],
+            f"{len(managers)} drones manage the swarm ({', '.join(managers) or 'none'}): it "
+            "needs an odd number to keep a majority when one is lost; set swarm_role "
+            "(manager or worker) so that 1, 3 or 5 manage",
+        )
+    names = [d.name for d in drones]
+    radio = _radio(data.get("radio") or {}, names, target, report)
+    access_point = _access_point(data.get("access_point") or {}, radio, report)
+    drones = _gateways(data.get("gateways") or [], drones, report)
+    registry = RegistryPlan(**data["registry"]) if "registry" in data else None
+    archives = _archives(bundle, report)
+    services = _services(data.get("services") or [], bundle, drones, registry, archives, report)
     problems.raise_if_any(MissionError)
 
     default_key = "~/.ssh/cloudrone_sim_ed25519" if target == "sim" else "~/.ssh/id_ed25519"
@@ -301,4 +415,359 @@ def load(bundle: Path) -> Mission:
         management=nets["management"],
         mesh=nets["mesh"],
         drones=tuple(drones),
+        version=data.get("version", 1),
+        radio=radio,
+        access_point=access_point,
+        services=tuple(services),
+        registry=registry,
+        archives=tuple(archives),
     )
+
+
+Report = Callable[[list[str | int], str], None]
+
+
+def _swarm_roles(raw_drones: list[dict[str, Any]]) -> list[str]:
+    """Each drone's part, as the swarm role decides it: an explicit swarm_role,
+    else the first three drones manage (one, if only two are unassigned... the
+    largest odd number up to three that the fleet allows)."""
+    default_managers = min(3, (len(raw_drones) - 1) // 2 * 2 + 1)
+    return [
+        raw.get("swarm_role") or ("manager" if i < default_managers else "worker")
+        for i, raw in enumerate(raw_drones)
+    ]
+
+
+def _connected(names: list[str], pairs: dict[frozenset[str], int]) -> list[list[str]]:
+    """The groups of drones that hear each other, directly or through others."""
+    left, groups = set(names), []
+    while left:
+        start = next(n for n in names if n in left)
+        group, todo = {start}, [start]
+        while todo:
+            here = todo.pop()
+            for pair in pairs:
+                if here in pair:
+                    (other,) = pair - {here}
+                    if other not in group:
+                        group.add(other)
+                        todo.append(other)
+        left -= group
+        groups.append([n for n in names if n in group])
+    return groups
+
+
+def _radio(raw: dict[str, Any], names: list[str], target: str, report: Report) -> RadioPlan:
+    country = raw.get("country", "GB")
+    channel = raw.get("channel", 1)
+    if channel not in channels_allowed(country):
+        report(
+            ["radio", "channel"],
+            f"channel {channel} is not one a drone may use in {country} (without radar "
+            f"detection): pick one of {_channel_list(country)}",
+        )
+    in_range: dict[frozenset[str], int] | None = None
+    if "range" in raw:
+        if target != "sim":
+            report(
+                ["radio", "range"],
+                "range is for simulated fleets; real radios hear whom they hear: "
+                "remove it, or use target: sim",
+            )
+        in_range = {}
+        for i, pair in enumerate(raw["range"]):
+            a, b = pair["between"]
+            unknown = [n for n in (a, b) if n not in names]
+            if unknown:
+                report(
+                    ["radio", "range", i, "between"],
+                    f"no drone named {', '.join(unknown)}; known drones: {', '.join(names)}",
+                )
+                continue
+            if a == b:
+                report(["radio", "range", i, "between"], "name two different drones")
+                continue
+            key = frozenset((a, b))
+            if key in in_range:
+                report(
+                    ["radio", "range", i, "between"],
+                    f"{a} and {b} are already listed; give each pair once (range is "
+                    "the same both ways)",
+                )
+                continue
+            in_range[key] = pair.get("loss", 0)
+        groups = _connected(names, in_range)
+        if len(groups) > 1 and not raw.get("partitioned", False):
+            split = " | ".join(", ".join(g) for g in groups)
+            report(
+                ["radio", "range"],
+                f"the drones fall into {len(groups)} groups that never hear each other "
+                f"({split}); add a pair that joins them, or say partitioned: true",
+            )
+    return RadioPlan(
+        ssid=raw.get("ssid", "cloudrone-mesh"),
+        channel=channel,
+        country=country,
+        profile=raw.get("profile", "rfc"),
+        link_quality=raw.get("link_quality", "etx"),
+        passphrase_env=raw.get("passphrase_env"),
+        in_range=in_range,
+        partitioned=raw.get("partitioned", False),
+    )
+
+
+def _channel_list(country: str) -> str:
+    channels = channels_allowed(country)
+    low = [c for c in channels if c <= 14]
+    high = [c for c in channels if c > 14]
+    return f"{low[0]}-{low[-1]} (2.4 GHz), " + ", ".join(map(str, high)) + " (5 GHz)"
+
+
+def _access_point(raw: dict[str, Any], radio: RadioPlan, report: Report) -> AccessPointPlan:
+    channel = raw.get("channel", 6)
+    if channel not in channels_allowed(radio.country):
+        report(
+            ["access_point", "channel"],
+            f"channel {channel} is not one a drone may use in {radio.country} (radio.country):"
+            f" pick one of {_channel_list(radio.country)}",
+        )
+    for key in ("ssid",):
+        if key in raw and not 1 <= len(str(raw[key]).encode()) <= 32:
+            report(["access_point", key], "an SSID is 1 to 32 bytes; shorten it")
+    if len(radio.ssid.encode()) > 32 or not radio.ssid:
+        report(["radio", "ssid"], "an SSID is 1 to 32 bytes; shorten it")
+    return AccessPointPlan(
+        ssid=raw.get("ssid", "cloudrone"),
+        channel=channel,
+        security=raw.get("security", "open"),
+        passphrase_env=raw.get("passphrase_env", "CLOUDRONE_AP_PASSPHRASE"),
+        domain=raw.get("domain", "cloudrone.internal"),
+        client_isolation=raw.get("client_isolation", False),
+    )
+
+
+def _gateways(
+    raw: list[dict[str, Any]], drones: list[DronePlan], report: Report
+) -> list[DronePlan]:
+    names = [d.name for d in drones]
+    metrics: dict[str, int] = {}
+    seen_metric: dict[int, str] = {}
+    for i, gw in enumerate(raw):
+        name, metric = gw["drone"], gw.get("metric", 3)
+        if name not in names:
+            report(["gateways", i, "drone"], f"no drone named {name}; known: {', '.join(names)}")
+        elif name in metrics:
+            report(["gateways", i, "drone"], f"{name} is already a gateway; list it once")
+        elif metric in seen_metric:
+            report(
+                ["gateways", i, "metric"],
+                f"metric {metric} is already {seen_metric[metric]}'s; give each gateway its "
+                "own (1 preferred, 2, 3), or a drone would take whichever it hears first",
+            )
+        else:
+            metrics[name] = metric
+            seen_metric[metric] = name
+    return [dataclasses.replace(d, gateway_metric=metrics.get(d.name)) for d in drones]
+
+
+def _archives(bundle: Path, report: Report) -> list[tuple[Path, tuple[str, ...]]]:
+    """The bundle's images/*.tar and the tags each holds."""
+    folder = bundle / "images"
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.glob("*.tar")):
+        try:
+            tags = tuple(t.split(" ", 1)[1] for t in docker_archive_images(str(path)))
+        except ValueError as exc:
+            report(["services"], f"{exc}; replace it with a docker save archive, or remove it")
+            continue
+        out.append((path.resolve(), tags))
+    return out
+
+
+def _services(
+    raw: list[dict[str, Any]],
+    bundle: Path,
+    drones: list[DronePlan],
+    registry: RegistryPlan | None,
+    archives: list[tuple[Path, tuple[str, ...]]],
+    report: Report,
+) -> list[ServicePlan]:
+    names = [d.name for d in drones]
+    held = {tag for _, tags in archives for tag in tags}
+    seen: dict[str, int] = {}
+    seen_dns: dict[str, str] = {}
+    out: list[ServicePlan] = []
+    for i, s in enumerate(raw):
+        where: list[str | int] = ["services", i]
+        name = s["name"]
+        if name in seen:
+            report([*where, "name"], f"services[{seen[name]}] is already {name}; rename one")
+        seen.setdefault(name, i)
+        dns = s.get("dns", name)
+        if dns in seen_dns and seen_dns[dns] != name:
+            report([*where, "dns"], f"{dns} is already {seen_dns[dns]}'s name; give each its own")
+        seen_dns.setdefault(dns, name)
+        image, build = s.get("image"), None
+        if ("image" in s) == ("build" in s):
+            report(
+                where,
+                "give either image (from images/ or the registry) or build (made here), "
+                "not " + ("both" if image else "neither"),
+            )
+        elif image is not None:
+            under_registry = registry is not None and image.startswith(registry.address + "/")
+            if image not in held and not under_registry:
+                have = ", ".join(sorted(held)) or "none"
+                report(
+                    [*where, "image"],
+                    f"{image} is in no archive of {bundle / 'images'} (they hold: {have})"
+                    + (f" nor under the registry {registry.address}" if registry else "")
+                    + "; add its docker save archive there (docker save -o images/NAME.tar "
+                    f"{image}). Drones never pull from the Internet",
+                )
+        else:
+            content = s["build"].get("content")
+            folder = None
+            if content is not None:
+                folder = (bundle / content).resolve()
+                if not folder.is_relative_to(bundle.resolve()) or not folder.is_dir():
+                    report(
+                        [*where, "build", "content"],
+                        f"{content} is not a folder inside the bundle; give a folder of "
+                        "the bundle, like site",
+                    )
+            build = (s["build"]["recipe"], folder)
+        placement = s.get("placement", "spread")
+        only = tuple(s.get("drones", ()))
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            known = ", ".join(names)
+            report([*where, "drones"], f"no drone named {', '.join(unknown)}; known: {known}")
+        if only and placement == "binpack":
+            report(
+                [*where, "drones"],
+                "binpack chooses the drones itself; use placement: spread with drones, "
+                "or drop drones",
+            )
+        memory_text = s.get("memory")
+        try:
+            memory = memory_bytes(memory_text or 0)
+        except ValueError as exc:
+            report([*where, "memory"], str(exc))
+            memory = 0
+        if "memory_limit" in s:
+            try:
+                limit = memory_bytes(s["memory_limit"])
+                if limit < memory:
+                    report(
+                        [*where, "memory_limit"],
+                        f"{s['memory_limit']} is below the reservation {memory_text}; raise it",
+                    )
+            except ValueError as exc:
+                report([*where, "memory_limit"], str(exc))
+        ports = []
+        for j, p in enumerate(s.get("ports", [])):
+            port = Port(p["target"], p.get("published", p["target"]), p.get("protocol", "tcp"))
+            taken = RESERVED_PORTS.get((port.protocol, port.published))
+            if taken:
+                report(
+                    [*where, "ports", j, "published"],
+                    f"{port.protocol} {port.published} is {taken} on every drone; publish "
+                    "another port (8080, say)",
+                )
+            ports.append(port)
+        replicas = s.get("replicas", 1)
+        eligible = [n for n in names if not only or n in only]
+        if ports and placement == "spread" and replicas > len(eligible):
+            report(
+                [*where, "replicas"],
+                f"{replicas} replicas publishing a port need {replicas} drones (one each, "
+                f"host mode) and {len(eligible)} may run it; lower replicas or add drones",
+            )
+        out.append(
+            ServicePlan(
+                name=name,
+                image=image,
+                build=build,
+                replicas=replicas,
+                placement=placement,
+                drones=only,
+                memory=memory_text,
+                memory_bytes=memory,
+                cpus=float(s.get("cpus", 0)),
+                memory_limit=s.get("memory_limit"),
+                ports=tuple(ports),
+                dns=dns,
+                command=tuple(s["command"]) if "command" in s else None,
+                environment=tuple(sorted((k, str(v)) for k, v in s.get("environment", {}).items())),
+            )
+        )
+    _ports_apart(out, report)
+    _fits(out, drones, report)
+    return out
+
+
+def _ports_apart(services: list[ServicePlan], report: Report) -> None:
+    """Two services publishing one port must never meet on a drone (host mode)."""
+    owner: dict[tuple[str, int], tuple[int, ServicePlan]] = {}
+    for i, s in enumerate(services):
+        for j, port in enumerate(s.ports):
+            key = (port.protocol, port.published)
+            if key in owner:
+                k, other = owner[key]
+                if not s.drones or not other.drones or set(s.drones) & set(other.drones):
+                    report(
+                        ["services", i, "ports", j, "published"],
+                        f"{port.protocol} {port.published} is already published by "
+                        f"{other.name} (services[{k}]), and both may run on one drone; "
+                        "publish another port",
+                    )
+                continue
+            owner[key] = (i, s)
+
+
+def _fits(services: list[ServicePlan], drones: list[DronePlan], report: Report) -> None:
+    """Every replica fits somewhere, by the drones' models, all services together."""
+    free = {d.name: (MODEL_MEMORY_MB[d.model] - SYSTEM_RESERVE_MB) * 2**20 for d in drones}
+    replicas = [(i, s) for i, s in enumerate(services) for _ in range(s.replicas)]
+    replicas.sort(key=lambda item: -item[1].memory_bytes)
+    for i, s in replicas:
+        spots = [d.name for d in drones if not s.drones or d.name in s.drones]
+        spot = next((n for n in spots if free[n] >= s.memory_bytes), None)
+        if spot is None:
+            left = max((free[n] for n in spots), default=0) // 2**20
+            report(
+                ["services", i, "memory"],
+                f"a replica of {s.name} reserving {s.memory} fits on no drone beside the "
+                f"others (at most {left} MiB left on a drone that may run it; a "
+                f"drone keeps {SYSTEM_RESERVE_MB} MiB for its system): lower memory or "
+                "replicas, or add a drone",
+            )
+            return
+        free[spot] -= s.memory_bytes
+
+
+def missing_secrets(mission: Mission) -> list[str]:
+    """The secrets a run needs that the environment does not hold, each with its fix."""
+    file = mission.bundle / "mission.yml"
+    out = []
+    wanted = []
+    if mission.access_point.security != "open":
+        wanted.append(("access_point.passphrase_env", mission.access_point.passphrase_env))
+    if mission.radio.passphrase_env:
+        wanted.append(("radio.passphrase_env", mission.radio.passphrase_env))
+    if mission.registry is not None:
+        wanted.append(("registry.password_env", mission.registry.password_env))
+    for field, name in wanted:
+        value = os.environ.get(name, "")
+        if field.endswith("passphrase_env") and not 8 <= len(value) <= 63:
+            state = "is not set" if not value else f"holds {len(value)} characters"
+            out.append(
+                f"{file} {field}: ${name} {state}; export it with the WPA passphrase "
+                "(8 to 63 characters) before mission up"
+            )
+        elif not value:
+            out.append(f"{file} {field}: ${name} is not set; export it before mission up")
+    return out

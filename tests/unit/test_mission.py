@@ -10,7 +10,41 @@ import pytest
 from cloudrone.mission.model import MissionError, load
 from tests.conftest import ROOT
 
-DEMO = (ROOT / "missions" / "demo" / "mission.yml").read_text()
+# A bundle of the first format (no version): it still loads, and the checks of
+# drones and networks are shown on it.
+DEMO = """\
+---
+# The demo mission: three simulated drones on this machine, each a Raspberry
+# Pi 2 as in the Cloudrone paper. `cloudrone_cli mission up` runs it when no
+# bundle is named.
+mission: demo
+description: Three simulated Pi 2 drones over a relief camp
+target: sim
+admin_user: cloudrone
+networks:
+  # The controller's link to the drones (the base camp's WiFi or Ethernet).
+  management: 10.250.0.0/24
+  # The drones' ad-hoc radio mesh.
+  mesh: 10.42.0.0/24
+  # Phones on the ground: each drone's access point takes its own /24 of
+  # this (drone N: 10.43.N.0/24), unless the drone gives an ap_subnet.
+  ground: 10.43.0.0/16
+# Each drone may also give system_id, its flight bridge's MAVLink system id
+# (1-255, unique in the fleet); by default its position in this list.
+drones:
+  - name: drone-1
+    management_address: 10.250.0.11
+    mesh_address: 10.42.0.11
+    model: pi2
+  - name: drone-2
+    management_address: 10.250.0.12
+    mesh_address: 10.42.0.12
+    model: pi2
+  - name: drone-3
+    management_address: 10.250.0.13
+    mesh_address: 10.42.0.13
+    model: pi2
+"""
 
 
 def bundle_with(tmp_path: Path, text: str) -> Path:
