@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import jinja2
+import yaml
 
 from cloudrone.fleet.sim import FleetSpec
-from cloudrone.mission.model import Mission
-from cloudrone.paths import project_root
+from cloudrone.mission.model import Mission, ServicePlan
+from cloudrone.paths import mission_state_dir, project_root
 
 
 def fleet_spec(mission: Mission) -> FleetSpec:
@@ -36,6 +38,21 @@ def fleet_spec(mission: Mission) -> FleetSpec:
                 }
                 for d in mission.drones
             ],
+            **(
+                {
+                    "radio": {
+                        "link": "mesh",
+                        "range": [
+                            {"between": sorted(pair), "loss": loss}
+                            for pair, loss in sorted(
+                                mission.radio.in_range.items(), key=lambda kv: sorted(kv[0])
+                            )
+                        ],
+                    }
+                }
+                if mission.radio.in_range is not None
+                else {}
+            ),
         },
         source=str(mission.bundle / "mission.yml"),
     )
@@ -47,6 +64,105 @@ def display_key(path: Path) -> str:
     return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
 
 
+def built_archive(mission: Mission, service: ServicePlan) -> Path:
+    """Where ``mission up`` keeps the archive of an image it built for ``service``."""
+    return mission_state_dir(mission.name) / "images" / f"{service.name}.tar"
+
+
+def _image_of(mission: Mission, service: ServicePlan) -> str:
+    if service.image is not None:
+        return service.image
+    # built at mission up: the tag is the archive's, read when Ansible needs it
+    path = display_key(built_archive(mission, service))
+    return f'{{{{ "{path}" | docker_archive_images | first | split(" ") | last }}}}'
+
+
+def swarm_services(mission: Mission) -> list[dict[str, Any]]:
+    """The services as the services role takes them (cloudrone_swarm_services)."""
+    out = []
+    for s in mission.services:
+        entry: dict[str, Any] = {
+            "name": s.name,
+            "image": _image_of(mission, s),
+            "replicas": s.replicas,
+            "placement": s.placement,
+        }
+        if s.memory:
+            entry["memory"] = s.memory
+        if s.cpus:
+            entry["cpus"] = s.cpus
+        if s.memory_limit:
+            entry["memory_limit"] = s.memory_limit
+        if s.ports:
+            entry["ports"] = [
+                {"target": p.target, "published": p.published, "protocol": p.protocol}
+                for p in s.ports
+            ]
+        if s.command is not None:
+            entry["command"] = list(s.command)
+        if s.environment:
+            entry["environment"] = dict(s.environment)
+        if s.drones:
+            entry["constraints"] = [f"node.labels.{s.label}==true"]
+        out.append(entry)
+    return out
+
+
+def service_names(mission: Mission) -> list[dict[str, Any]]:
+    """What phones resolve (cloudrone_services): each published port of each
+    service at the mesh address of every drone that may run it."""
+    out = []
+    for s in mission.services:
+        for drone in mission.service_drones(s):
+            for p in s.ports:
+                out.append(
+                    {
+                        "name": s.dns,
+                        "address": str(drone.mesh_address),
+                        "port": p.published,
+                        "protocol": p.protocol,
+                        "drone": drone.name,
+                    }
+                )
+    return out
+
+
+def node_labels(mission: Mission) -> dict[str, dict[str, str]]:
+    """Each drone's swarm labels: its own, and one per service pinned to it."""
+    labels = {d.name: dict(d.labels) for d in mission.drones}
+    for s in mission.services:
+        for name in s.drones:
+            labels[name][s.label] = "true"
+    return labels
+
+
+def image_archives(mission: Mission) -> list[dict[str, str]]:
+    """Every archive the drones load: the bundle's images/ and the built ones."""
+    paths = [display_key(p) for p, _ in mission.archives]
+    paths += [display_key(built_archive(mission, s)) for s in mission.services if s.build]
+    return [{"path": p} for p in paths]
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML (flow style), keys in the order given."""
+    return yaml.safe_dump(value, default_flow_style=True, width=1 << 16, sort_keys=False).strip()
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as yamllint (and people) expect."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _block(value: Any, indent: int) -> str:
+    """A list as indented block YAML, keys in the order given."""
+    text = yaml.dump(
+        value, Dumper=_IndentedDumper, default_flow_style=False, width=140, sort_keys=False
+    )
+    return "\n".join(" " * indent + line for line in text.rstrip("\n").splitlines())
+
+
 def render_inventory(mission: Mission) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(project_root() / "templates"),
@@ -55,7 +171,14 @@ def render_inventory(mission: Mission) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["flow"] = _flow
+    env.filters["block"] = _block
     text = env.get_template("inventory.yml.j2").render(
-        mission=mission, ssh_key=display_key(mission.ssh_key)
+        mission=mission,
+        ssh_key=display_key(mission.ssh_key),
+        labels=node_labels(mission),
+        archives=image_archives(mission),
+        services=swarm_services(mission),
+        names=service_names(mission),
     )
     return text.rstrip("\n") + "\n"

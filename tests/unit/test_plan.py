@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 
 import yaml
 
@@ -11,7 +12,10 @@ from cloudrone.mission.plan import fleet_spec, render_inventory
 from tests.conftest import ROOT
 
 
-def test_rendered_demo_inventory_is_inventory_sim():
+def test_rendered_demo_inventory_is_inventory_sim(monkeypatch):
+    # the demo's built image is kept under the user's state folder (~ in the inventory)
+    monkeypatch.delenv("CLOUDRONE_STATE_DIR", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     rendered = yaml.safe_load(render_inventory(load(ROOT / "missions" / "demo")))
     checked_in = yaml.safe_load((ROOT / "inventory" / "sim.yml").read_text())
     assert rendered == checked_in
@@ -35,6 +39,9 @@ def test_ssh_target_renders_no_simulation_settings(tmp_path):
         .read_text()
         .replace("target: sim", "target: ssh")
     )
+    # real radios hear whom they hear: no simulated range
+    text = text[: text.index("  range:")] + text[text.index("# The WiFi phones") :]
+    shutil.copytree(ROOT / "missions" / "demo" / "site", tmp_path / "site")
     (tmp_path / "mission.yml").write_text(text)
     v = yaml.safe_load(render_inventory(load(tmp_path)))["drones"]["vars"]
     assert "cloudrone_simulated" not in v
