@@ -35,7 +35,7 @@ case "$cmd" in
     "$VENV/bin/python" -m pytest tests/unit/test_lint.py "$@"
     ;;
   down)
-    "$VENV/bin/cloudrone_cli" mission down "$@"
+    "$VENV/bin/cloudrone_cli" mission down --purge "$@"
     ;;
   *)
     sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'

@@ -6,6 +6,7 @@ A thin layer: every command calls functions that scripts and tests call too
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,14 +16,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from cloudrone.fleet import image as drone_image
 from cloudrone.fleet import sim
 from cloudrone.flight.ground import fly
+from cloudrone.mission import deploy
 from cloudrone.mission import status as drone_status
-from cloudrone.mission.model import Mission, MissionError, load
+from cloudrone.mission.model import Mission, MissionError, load, missing_secrets
 from cloudrone.mission.plan import fleet_spec, render_inventory
 from cloudrone.paths import ProjectNotFound, mission_state_dir, project_root
 from cloudrone.runner import run_playbook
@@ -101,6 +104,68 @@ def validate(bundle: BundleArg = None) -> None:
     )
 
 
+class Progress:
+    """The live display of a run: one row per drone, its stage, its task, its counts."""
+
+    def __init__(self, mission: Mission) -> None:
+        self.rows = {
+            d.name: {"stage": "waiting", "task": "", "ok": 0, "changed": 0, "failed": 0}
+            for d in mission.drones
+        }
+
+    def event(self, host: str, result: str, play: str, task: str) -> None:
+        row = self.rows.get(host)
+        if row is None:
+            return
+        row["stage"] = play.split(" | ")[0] if play else row["stage"]
+        row["task"] = task.split(" | ", 1)[-1]
+        if result in ("ok", "changed"):
+            row["ok"] += 1
+            row["changed"] += result == "changed"
+        elif result in ("failed", "unreachable"):
+            row["failed"] += 1
+
+    def recap(self, stats: dict[str, dict[str, int]]) -> None:
+        for name, row in self.rows.items():
+            s = stats.get(name, {})
+            row.update(ok=s.get("ok", 0), changed=s.get("changed", 0),
+                       failed=s.get("failures", 0) + s.get("dark", 0))  # fmt: skip
+            row["stage"] = "done" if not row["failed"] else "stopped"
+            row["task"] = (
+                "unreachable" if s.get("dark") else ("" if not row["failed"] else row["task"])
+            )
+
+    def table(self) -> Table:
+        table = Table(box=None, pad_edge=False)
+        for col in ("drone", "stage", "ok", "changed", "failed", "task"):
+            table.add_column(col, justify="right" if col in ("ok", "changed", "failed") else "left")
+        for name, r in self.rows.items():
+            failed = f"[red]{r['failed']}[/]" if r["failed"] else "0"
+            table.add_row(name, r["stage"], str(r["ok"]), str(r["changed"]), failed,
+                          f"[dim]{escape(r['task'][:60])}[/]")  # fmt: skip
+        return table
+
+
+def _sim_fleet_up(mission: Mission) -> sim.SimFleet:
+    console.print("[bold blue]==>[/] Simulated drones")
+    try:
+        _ensure_key(mission.ssh_key)
+        image = drone_image.ensure(log=console.print)
+        fleet = sim.SimFleet(fleet_spec(mission), log=console.print)
+        fleet.up(image, mission.ssh_key.with_suffix(".pub").read_text())
+        return fleet
+    except sim.FleetError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+    except (RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
+        err.print(
+            f"[red]building the simulated drone's image failed: {escape(str(exc))}; "
+            "read the output above, check that the package cache answers "
+            "(scripts/setup.sh starts it), and see images/drone/ for the recipe[/]"
+        )
+        raise typer.Exit(1) from None
+
+
 @mission_app.command("up")
 def up(
     bundle: BundleArg = None,
@@ -109,12 +174,20 @@ def up(
     ] = False,
     tags: Annotated[str | None, typer.Option(help="Only these roles, e.g. base.")] = None,
 ) -> None:
-    """Bring a mission's fleet up: drones (simulated ones are created), then provision.yml."""
+    """Bring a mission up: drones (simulated ones are created), provision.yml, services,
+    and a phone on each access point that must reach every service by name."""
     started = time.monotonic()
     mission = _load(bundle)
+    secrets_missing = missing_secrets(mission)
+    if secrets_missing:
+        err.print("[bold red]A secret the mission needs is not there; nothing was changed:[/]")
+        for line in secrets_missing:
+            err.print(f"  {escape(line)}")
+        raise typer.Exit(2)
     console.print(
         f"[bold]Mission {mission.name}[/]: {mission.description or ''} "
-        f"({len(mission.drones)} drones, target {mission.target})"
+        f"({len(mission.drones)} drones, {len(mission.services)} service(s), "
+        f"target {mission.target})"
     )
     if mission.target == "sim" and check:
         # check mode changes nothing, and creating or starting a drone is a change
@@ -131,28 +204,20 @@ def up(
             )
             raise typer.Exit(2)
     elif mission.target == "sim":
-        console.print("[bold blue]==>[/] Simulated drones")
-        try:
-            _ensure_key(mission.ssh_key)
-            image = drone_image.ensure(log=console.print)
-            fleet = sim.SimFleet(fleet_spec(mission), log=console.print)
-            fleet.up(image, mission.ssh_key.with_suffix(".pub").read_text())
-        except sim.FleetError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(1) from None
-        except (RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
-            err.print(
-                f"[red]building the simulated drone's image failed: {escape(str(exc))}; "
-                "read the output above, check that the package cache answers "
-                "(scripts/setup.sh starts it), and see images/drone/ for the recipe[/]"
-            )
-            raise typer.Exit(1) from None
+        _sim_fleet_up(mission)
     elif not mission.ssh_key.exists():
         err.print(
             f"[red]{mission.bundle / 'mission.yml'} ssh_key: {mission.ssh_key} does not "
             "exist; make one (ssh-keygen -t ed25519) or point ssh_key at yours[/]"
         )
         raise typer.Exit(2)
+    if any(s.build for s in mission.services):
+        console.print("[bold blue]==>[/] Service images built here")
+        try:
+            deploy.build_images(mission, log=console.print)
+        except sim.FleetError as exc:
+            err.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
 
     state = mission_state_dir(mission.name)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -161,46 +226,57 @@ def up(
     console.print(
         f"[bold blue]==>[/] provision.yml on {len(mission.drones)} drones (inventory {inventory})"
     )
-    with console.status("starting") as status:
+    progress = Progress(mission)
+    with Live(progress.table(), console=console, refresh_per_second=4, transient=False) as live:
+
+        def on_event(host: str, result: str, play: str, task: str) -> None:
+            progress.event(host, result, play, task)
+            live.update(progress.table())
+
         result = run_playbook(
-            "provision.yml",
-            inventory,
-            state,
-            check=check,
-            tags=tags,
-            on_task=lambda task: status.update(f"[dim]{task}[/]"),
+            "provision.yml", inventory, state, check=check, tags=tags, on_event=on_event
         )
-    _print_recap(mission, result.stats)
+        # the last word is Ansible's own recap
+        progress.recap(result.stats)
+        live.update(progress.table())
+    log = result.log or state / "runner" / "artifacts"
     if not result.ok:
         for failure in result.failures:
             err.print(f"[red]  {escape(failure)}[/]")
         err.print(
-            f"[red]provision.yml failed (rc={result.rc}); full log: "
-            f"{state / 'runner' / 'artifacts'}[/]"
+            f"[red]provision.yml failed (rc={result.rc}). Fix what the lines above say and run "
+            f"mission up again: it finishes what this run started. Full log: {log}[/]"
         )
         raise typer.Exit(1)
     verb = "would change" if check else "changed"
+    fetches: list[deploy.Fetch] = []
+    if mission.target == "sim" and not check and not tags and mission.services:
+        console.print("[bold blue]==>[/] A phone on each access point asks for every service")
+        try:
+            phones = deploy.ensure_phones(mission, drone_image.ensure(log=lambda _m: None),
+                                          console.print)  # fmt: skip
+            fetches = deploy.prove_services(mission, phones, console.print)
+        except sim.FleetError as exc:
+            err.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
+        for f in fetches:
+            console.print(("  [green]ok[/] " if f.ok else "  [red]NO[/] ") + escape(f.line()))
+    _print_summary(mission, drone_status.collect(mission))
+    failed = [f for f in fetches if not f.ok]
+    if failed:
+        err.print(
+            f"[red]{len(failed)} fetch(es) from phones failed. Look at the service "
+            f"(mission status {mission.bundle}), its drone's firewall and the mesh routes, "
+            "then run mission up again[/]"
+        )
+        raise typer.Exit(1)
     console.print(
         f"[bold green]Fleet ready[/]: {result.changed} task(s) {verb} in "
-        f"{time.monotonic() - started:.0f} s (Ansible {result.elapsed:.0f} s)"
+        f"{time.monotonic() - started:.0f} s (Ansible {result.elapsed:.0f} s; log {log})"
     )
+    if result.changed == 0 and not check:
+        console.print("Nothing to change: every drone is as the bundle says.")
     _print_access(mission)
-
-
-def _print_recap(mission: Mission, stats: dict[str, dict[str, int]]) -> None:
-    table = Table(title="provision.yml", title_justify="left")
-    for col in ("drone", "ok", "changed", "failed", "unreachable"):
-        table.add_column(col, justify="left" if col == "drone" else "right")
-    for drone in mission.drones:
-        s = stats.get(drone.name, {})
-        table.add_row(
-            drone.name,
-            str(s.get("ok", 0)),
-            str(s.get("changed", 0)),
-            str(s.get("failures", 0)),
-            str(s.get("dark", 0)),
-        )
-    console.print(table)
 
 
 def _print_access(mission: Mission) -> None:
@@ -214,59 +290,146 @@ def _print_access(mission: Mission) -> None:
     if mission.target == "sim":
         console.print(
             f"Containers: docker ps --filter label={sim.LABEL_FLEET}={mission.name}  "
-            f"| take it down: cloudrone_cli mission down {mission.bundle}"
+            f"| take it down: cloudrone_cli mission down --purge {mission.bundle}"
         )
 
 
-@mission_app.command("status")
-def status(bundle: BundleArg = None) -> None:
-    """What each drone is doing: container (simulated), SSH, mesh, flight bridge, battery."""
-    mission = _load(bundle)
-    states = {}
-    if mission.target == "sim":
-        try:
-            states = {d["drone"]: d["state"] for d in sim.SimFleet(fleet_spec(mission)).describe()}
-        except sim.FleetError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(1) from None
+def _status_table(mission: Mission, reports: list, states: dict[str, str]) -> Table:
+    view = drone_status.swarm_view(reports)
     table = Table(title=f"Mission {mission.name}", title_justify="left")
-    for col in ("drone", "container", "management", "ssh", "mesh neighbours", "flight bridge",
-                "battery"):  # fmt: skip
+    for col in ("drone", "mesh: hears (* relay) · routes", "swarm", "services", "phones",
+                "flight bridge", "battery"):  # fmt: skip
         table.add_column(col)
     names = {str(d.mesh_address): d.name for d in mission.drones}
-    silent = 0
-    for drone, report in zip(mission.drones, drone_status.collect(mission), strict=True):
-        silent += not report.ssh
+    for drone, report in zip(mission.drones, reports, strict=True):
+        state = states.get(drone.name, "running")
+        if not report.ssh:
+            where = "[red]no answer[/]" + (f" (container {state})" if state != "running" else "")
+            table.add_row(drone.name, where, "-", "-", "-", "-", "-")
+            continue
+        routes = (report.mesh or {}).get("routes")
+        mesh = escape(drone_status.describe_mesh(report.mesh, names))
         table.add_row(
             drone.name,
-            states.get(drone.name, "-"),
-            drone.management_address,
-            "[green]answers[/]" if report.ssh else "[red]no answer[/]",
-            escape(drone_status.describe_mesh(report.mesh, names)),
+            mesh + ("" if routes is None else f" · {len(routes)}"),
+            drone_status.describe_swarm(report, view["leader"]),
+            ", ".join(s.removeprefix(f"{mission.name}_") for s in report.running) or "-",
+            "-" if report.phones is None else str(report.phones),
             drone_status.describe_flight(report.flight),
             drone_status.describe_battery(report.flight),
         )
-    console.print(table)
-    if silent:
+    return table
+
+
+def _print_summary(mission: Mission, reports: list) -> None:
+    states = _fleet_states(mission) if mission.target == "sim" else {}
+    console.print(_status_table(mission, reports, states))
+    view = drone_status.swarm_view(reports)
+    for name, s in sorted(view["services"].items()):
+        where = ", ".join(s["drones"]) or "nowhere"
+        colour = "green" if s["running"] == s["desired"] else "red"
+        console.print(
+            f"  service {name}: [{colour}]{s['running']}/{s['desired']}[/] running on {where}"
+        )
+
+
+def _fleet_states(mission: Mission) -> dict[str, str]:
+    try:
+        return {d["drone"]: d["state"] for d in sim.SimFleet(fleet_spec(mission)).describe()}
+    except sim.FleetError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+
+
+@mission_app.command("status")
+def status(
+    bundle: BundleArg = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object on stdout, for scripts.")
+    ] = False,
+    watch: Annotated[
+        float | None,
+        typer.Option("--watch", help="Ask again every this many seconds, until Ctrl-C."),
+    ] = None,
+) -> None:
+    """What each drone is doing: mesh, swarm, services, access point, flight bridge, battery.
+
+    Exit code 1 when a drone does not answer."""
+    mission = _load(bundle)
+    if as_json:
+        reports = drone_status.collect(mission)
+        out = drone_status.as_json(mission, reports)
+        if mission.target == "sim":
+            states = _fleet_states(mission)
+            for d in out["drones"]:
+                d["container"] = states.get(d["name"])
+        print(json.dumps(out, indent=2))
+        raise typer.Exit(0 if all(r.ssh for r in reports) else 1)
+    if watch:
+        with Live(console=console, refresh_per_second=1) as live:
+            while True:
+                reports = drone_status.collect(mission)
+                states = _fleet_states(mission) if mission.target == "sim" else {}
+                live.update(_status_table(mission, reports, states))
+                time.sleep(max(watch, 1.0))
+    reports = drone_status.collect(mission)
+    _print_summary(mission, reports)
+    if not all(r.ssh for r in reports):
         raise typer.Exit(1)
 
 
 @mission_app.command("down")
-def down_(bundle: BundleArg = None) -> None:
-    """Take a simulated fleet down (containers, volumes, links). Real drones are left alone."""
+def down_(
+    bundle: BundleArg = None,
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge",
+            help="Also leave the swarm; a simulated fleet is destroyed (containers, links).",
+        ),
+    ] = False,
+) -> None:
+    """Remove the mission's services from the swarm; with --purge, the fleet too."""
     mission = _load(bundle)
-    if mission.target != "sim":
+    if purge and mission.target == "sim":
+        try:
+            removed = sim.down(mission.name, log=console.print)
+        except sim.FleetError as exc:
+            err.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
+        console.print(f"Mission {mission.name}: removed {removed} object(s)")
+        return
+    reports = drone_status.collect(mission)
+    managers = [r for r in reports if r.ssh and (r.swarm or {}).get("ControlAvailable")]
+    if not managers:
         err.print(
-            f"[red]{mission.name} flies real drones (target ssh): land and power them off "
-            "by hand; mission down only removes simulated fleets[/]"
+            f"[red]no manager of {mission.name}'s swarm answers; nothing was removed. "
+            "Bring the fleet up (mission up) or check the management network[/]"
         )
-        raise typer.Exit(2)
+        raise typer.Exit(1)
+    manager = mission.drone(managers[0].name)
+    code, out = _ssh(mission, manager, f"sudo -n docker stack rm {mission.name}")
+    if code != 0:
+        err.print(f"[red]{manager.name}: docker stack rm failed: {escape(out.strip())}[/]")
+        raise typer.Exit(1)
+    console.print(f"Mission {mission.name}: services removed (by {manager.name})")
+    if purge:
+        for r in reports:
+            if r.ssh:
+                drone = mission.drone(r.name)
+                _ssh(mission, drone, "sudo -n docker swarm leave --force")
+                console.print(f"    {drone.name} left the swarm")
+
+
+def _ssh(mission: Mission, drone, command: str) -> tuple[int, str]:
     try:
-        removed = sim.down(mission.name, log=console.print)
-    except sim.FleetError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1) from None
-    console.print(f"Mission {mission.name}: removed {removed} object(s)")
+        result = subprocess.run(
+            drone_status.ssh_command(mission, drone, command),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return 124, "timed out"
+    return result.returncode, result.stdout + result.stderr
 
 
 def main() -> None:

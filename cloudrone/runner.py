@@ -45,6 +45,8 @@ class RunResult:
     elapsed: float
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    # the run's full output, kept with ansible-runner's record of it
+    log: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,7 @@ def run_playbook(
     check: bool = False,
     tags: str | None = None,
     on_task: Callable[[str], None] | None = None,
+    on_event: Callable[[str, str, str, str], None] | None = None,
 ) -> RunResult:
     """Run ``playbook`` (relative to the project) against ``inventory``."""
     root = project_root()
@@ -83,6 +86,12 @@ def run_playbook(
         data = event.get("event_data", {})
         if kind == "playbook_on_task_start" and on_task:
             on_task(data.get("task", ""))
+        if on_event and data.get("host") and kind.startswith("runner_on_"):
+            # (drone, ok|changed|failed|skipped|unreachable|start, play, task)
+            result = kind.removeprefix("runner_on_")
+            if result == "ok" and data.get("res", {}).get("changed"):
+                result = "changed"
+            on_event(data["host"], result, data.get("play", ""), data.get("task", ""))
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
             "ignore_errors"
         ):
@@ -127,4 +136,5 @@ def run_playbook(
         elapsed=time.monotonic() - start,
         stats=_stats(runner),
         failures=failures,
+        log=Path(runner.config.artifact_dir) / "stdout",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +14,25 @@ from cloudrone.mission.model import DronePlan, Mission
 
 FLIGHT_STATUS = "/run/cloudrone/flight-status.json"
 # cloudrone-olsrd's JSON status, on the drone's loopback (mesh role)
-OLSR_NEIGHBORS = "http://127.0.0.1:9090/neighbors"
+OLSR_STATUS = "http://127.0.0.1:9090/neighbors/mpr/routes"
+LEASES = "/var/lib/misc/dnsmasq.leases"
 SEPARATOR = "--- cloudrone-status ---"
+# What one login asks, each answer after a separator; a part that fails is empty.
+PARTS = ("flight", "mesh", "swarm", "nodes", "services", "tasks", "leases")
+COMMAND = " ; ".join(
+    f"echo '{SEPARATOR}'; {part}"
+    for part in (
+        f"cat {FLIGHT_STATUS} 2>/dev/null",
+        f"curl -sf --max-time 3 {OLSR_STATUS} 2>/dev/null",
+        "sudo -n docker info --format '{{json .Swarm}}' 2>/dev/null",
+        # the next two answer on managers only
+        "sudo -n docker node ls --format '{{json .}}' 2>/dev/null",
+        "sudo -n docker service ls --format '{{json .}}' 2>/dev/null",
+        "sudo -n docker ps --filter label=com.docker.swarm.service.name"
+        " --format '{{.Label \"com.docker.swarm.service.name\"}}' 2>/dev/null",
+        f"cat {LEASES} 2>/dev/null",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +41,14 @@ class DroneStatus:
     ssh: bool
     flight: dict[str, Any] | None
     mesh: dict[str, Any] | None = None
+    # docker info's Swarm section; None when the engine is silent
+    swarm: dict[str, Any] | None = None
+    # on a manager: the swarm's nodes and services as docker lists them
+    nodes: tuple[dict[str, Any], ...] = ()
+    services: tuple[dict[str, Any], ...] = ()
+    # the mission's services running here (Swarm service names)
+    running: tuple[str, ...] = ()
+    phones: int | None = None
 
 
 def ssh_answers(address: str, port: int = 22, timeout: float = 2.0) -> bool:
@@ -43,26 +69,39 @@ def ssh_command(mission: Mission, drone: DronePlan, command: str) -> list[str]:
     return ["ssh", "-i", str(mission.ssh_key), *options, target, command]
 
 
-def read_drone_status(
-    mission: Mission, drone: DronePlan
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The flight bridge's status file and the routing daemon's neighbours, in one login.
-
-    Either is None when the drone, or that daemon, is silent.
-    """
-    command = (
-        f"cat {FLIGHT_STATUS} 2>/dev/null; echo '{SEPARATOR}'; "
-        f"curl -sf --max-time 3 {OLSR_NEIGHBORS} 2>/dev/null"
-    )
+def read_drone_status(mission: Mission, drone: DronePlan) -> DroneStatus:
+    """Everything a drone says about itself, in one login; a silent part stays empty."""
     try:
         result = subprocess.run(
-            ssh_command(mission, drone, command),
-            capture_output=True, text=True, timeout=15, check=False,
+            ssh_command(mission, drone, COMMAND),
+            capture_output=True, text=True, timeout=20, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        return None, None
-    flight_text, _, mesh_text = result.stdout.partition(SEPARATOR)
-    return _json(flight_text), _json(mesh_text)
+        return DroneStatus(drone.name, True, None)
+    chunks = result.stdout.split(SEPARATOR + "\n")[1:]
+    parts = dict(zip(PARTS, chunks + [""] * (len(PARTS) - len(chunks)), strict=True))
+    running = [line.strip() for line in parts["tasks"].splitlines() if line.strip()]
+    leases = parts["leases"].strip()
+    return DroneStatus(
+        name=drone.name,
+        ssh=True,
+        flight=_json(parts["flight"]),
+        mesh=_json(parts["mesh"]),
+        swarm=_json(parts["swarm"]),
+        nodes=tuple(_json_lines(parts["nodes"])),
+        services=tuple(_json_lines(parts["services"])),
+        running=tuple(sorted(running)),
+        phones=len(leases.splitlines()) if parts["leases"] else None,
+    )
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        value = _json(line)
+        if value is not None:
+            out.append(value)
+    return out
 
 
 def _json(text: str) -> dict[str, Any] | None:
@@ -78,12 +117,106 @@ def collect(mission: Mission) -> list[DroneStatus]:
 
     def one(drone: DronePlan) -> DroneStatus:
         if not ssh_answers(drone.management_address):
-            return DroneStatus(drone.name, False, None, None)
-        flight, mesh = read_drone_status(mission, drone)
-        return DroneStatus(drone.name, True, flight, mesh)
+            return DroneStatus(drone.name, False, None)
+        return read_drone_status(mission, drone)
 
     with ThreadPoolExecutor(max_workers=min(16, len(mission.drones))) as pool:
         return list(pool.map(one, mission.drones))
+
+
+def swarm_view(reports: list[DroneStatus]) -> dict[str, Any]:
+    """The swarm as its managers see it: nodes, leader and services (desired and running)."""
+    manager = next((r for r in reports if r.nodes), None)
+    if manager is None:
+        return {"answered_by": None, "leader": None, "nodes": {}, "services": {}}
+    nodes = {
+        n.get("Hostname"): {
+            "status": n.get("Status", "").lower(),
+            "availability": n.get("Availability", "").lower(),
+            "manager": (n.get("ManagerStatus") or "").lower() or None,
+        }
+        for n in manager.nodes
+    }
+    leader = next((h for h, n in nodes.items() if n["manager"] == "leader"), None)
+    where: dict[str, list[str]] = {}
+    for r in reports:
+        for name in r.running:
+            where.setdefault(name, []).append(r.name)
+    services = {}
+    for s in manager.services:
+        # "1/1", or "1/1 (max 2 per node)"
+        counts = re.findall(r"\d+", str(s.get("Replicas", "")))[:2]
+        running, desired = (int(counts[0]), int(counts[1])) if len(counts) == 2 else (0, 0)
+        name = s.get("Name", "")
+        services[name] = {
+            "running": running,
+            "desired": desired,
+            "drones": sorted(where.get(name, [])),
+        }
+    return {"answered_by": manager.name, "leader": leader, "nodes": nodes, "services": services}
+
+
+def as_json(mission: Mission, reports: list[DroneStatus]) -> dict[str, Any]:
+    """What ``mission status --json`` prints: one object a script can read."""
+    view = swarm_view(reports)
+    names = {str(d.mesh_address): d.name for d in mission.drones}
+    drones = []
+    for drone, r in zip(mission.drones, reports, strict=True):
+        mesh = r.mesh or {}
+        swarm_node = view["nodes"].get(drone.name, {})
+        drones.append(
+            {
+                "name": drone.name,
+                "reachable": r.ssh,
+                "management_address": drone.management_address,
+                "mesh_address": str(drone.mesh_address),
+                "mesh": None
+                if r.mesh is None
+                else {
+                    "neighbors": [
+                        {
+                            "drone": names.get(n.get("ipAddress", ""), n.get("ipAddress")),
+                            "address": n.get("ipAddress"),
+                            "symmetric": bool(n.get("symmetric")),
+                            "mpr": bool(n.get("isMultiPointRelay")),
+                        }
+                        for n in mesh.get("neighbors", [])
+                    ],
+                    "mpr": mesh.get("mpr", {}),
+                    "routes": mesh.get("routes", []),
+                },
+                "swarm": {
+                    "state": (r.swarm or {}).get("LocalNodeState"),
+                    "role": "manager"
+                    if (r.swarm or {}).get("ControlAvailable")
+                    else ("worker" if r.swarm else None),
+                    "leader": view["leader"] == drone.name,
+                    "status": swarm_node.get("status"),
+                },
+                "services": list(r.running),
+                "access_point": {"subnet": str(drone.ap_subnet), "phones": r.phones},
+                "flight": r.flight,
+            }
+        )
+    return {
+        "mission": mission.name,
+        "target": mission.target,
+        "drones": drones,
+        "swarm": {"leader": view["leader"], "answered_by": view["answered_by"]},
+        "services": view["services"],
+    }
+
+
+def describe_swarm(report: DroneStatus, leader: str | None) -> str:
+    swarm = report.swarm
+    if not swarm:
+        return "-"
+    state = swarm.get("LocalNodeState", "?")
+    if state != "active":
+        return state
+    if report.name == leader:
+        return "leader"
+    return "manager" if swarm.get("ControlAvailable") else "worker"
 
 
 def describe_flight(flight: dict[str, Any] | None) -> str:
