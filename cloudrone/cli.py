@@ -6,6 +6,7 @@ A thin layer: every command calls functions that scripts and tests call too
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import subprocess
@@ -26,7 +27,8 @@ from cloudrone.flight.ground import fly
 from cloudrone.mission import deploy
 from cloudrone.mission import status as drone_status
 from cloudrone.mission.model import Mission, MissionError, load, missing_secrets
-from cloudrone.mission.plan import fleet_spec, render_inventory
+from cloudrone.mission.picture import FORMATS, draw
+from cloudrone.mission.plan import fleet_spec, placement, render_inventory
 from cloudrone.paths import ProjectNotFound, mission_state_dir, project_root
 from cloudrone.runner import run_playbook
 
@@ -279,6 +281,75 @@ def up(
     _print_access(mission)
 
 
+@mission_app.command("plan")
+def plan(
+    bundle: BundleArg = None,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Also show how each file would change.")
+    ] = False,
+) -> None:
+    """What up would do, changing nothing: where each service's replicas go, and
+    (on a fleet that is up) every task that would change, by Ansible's check mode."""
+    mission = _load(bundle)
+    table = Table(title=f"Mission {mission.name}: services", title_justify="left")
+    for col in ("service", "image", "placement", "replicas", "on", "name phones use"):
+        table.add_column(col)
+    for s in mission.services:
+        counts = placement(mission)[s.name]
+        where = ", ".join(f"{d} ×{n}" if n > 1 else d for d, n in counts.items()) or "-"
+        image = s.image or f"built here ({s.build[0] if s.build else '?'})"
+        ports = ", ".join(str(p.published) for p in s.ports)
+        table.add_row(
+            s.name,
+            image,
+            s.placement,
+            str(s.replicas),
+            where,
+            f"{s.dns}.{mission.access_point.domain}" + (f" :{ports}" if ports else ""),
+        )
+    console.print(table if mission.services else "No services in this mission.")
+    if mission.target == "sim":
+        try:
+            states = sim.SimFleet(fleet_spec(mission)).describe()
+        except sim.FleetError as exc:
+            err.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
+        absent = [d["drone"] for d in states if d["state"] != "running"]
+        if absent:
+            console.print(
+                f"{', '.join(absent)} would be created or started; every stage of "
+                "provision.yml would run on them (nothing to compare yet)"
+            )
+            return
+    state = mission_state_dir(mission.name)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    inventory = state / "inventory-plan.yml"
+    inventory.write_text(render_inventory(mission))
+    if any(s.build for s in mission.services):
+        deploy.build_images(mission, log=lambda _m: None)
+    with console.status("Ansible check mode"):
+        result = run_playbook("provision.yml", inventory, state, check=True, diff=diff)
+    if not result.ok:
+        for failure in result.failures:
+            err.print(f"[red]  {escape(failure)}[/]")
+        raise typer.Exit(1)
+    if not result.changes:
+        console.print("Nothing would change: every drone is as the bundle says.")
+        return
+    console.print(f"{len(result.changes)} task(s) would change:")
+    for host, task, diffs in result.changes:
+        console.print(f"  {host}: {escape(task)}")
+        for d in diffs if diff else []:
+            before, after = d.get("before"), d.get("after")
+            if isinstance(before, str) and isinstance(after, str):
+                lines = difflib.unified_diff(
+                    before.splitlines(), after.splitlines(),
+                    d.get("before_header", "before"), d.get("after_header", "after"), lineterm="",
+                )  # fmt: skip
+                console.print(escape("\n".join(f"    {line}" for line in lines)))
+    console.print(f"Full log: {result.log}")
+
+
 def _print_access(mission: Mission) -> None:
     table = Table(title="How to reach the drones", title_justify="left")
     for col in ("drone", "management", "mesh", "phones", "ssh"):
@@ -351,20 +422,40 @@ def status(
         float | None,
         typer.Option("--watch", help="Ask again every this many seconds, until Ctrl-C."),
     ] = None,
+    picture: Annotated[
+        Path | None,
+        typer.Option(
+            "--picture",
+            help="Also draw the mesh (who hears whom, relays, services) to a .png or .svg file.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """What each drone is doing: mesh, swarm, services, access point, flight bridge, battery.
 
     Exit code 1 when a drone does not answer."""
     mission = _load(bundle)
-    if as_json:
+    if picture is not None and picture.suffix not in FORMATS:
+        err.print(f"[red]--picture {escape(str(picture))}: give a .png or .svg file name[/]")
+        raise typer.Exit(2)
+    if as_json or picture is not None:
         reports = drone_status.collect(mission)
         out = drone_status.as_json(mission, reports)
         if mission.target == "sim":
             states = _fleet_states(mission)
             for d in out["drones"]:
                 d["container"] = states.get(d["name"])
-        print(json.dumps(out, indent=2))
-        raise typer.Exit(0 if all(r.ssh for r in reports) else 1)
+        if picture is not None:
+            try:
+                draw(out, picture)
+            except OSError as exc:
+                err.print(f"[red]--picture {escape(str(picture))}: {escape(str(exc))}[/]")
+                raise typer.Exit(2) from None
+            if not as_json:
+                console.print(f"the mesh, drawn: {picture}")
+        if as_json:
+            print(json.dumps(out, indent=2))
+            raise typer.Exit(0 if all(r.ssh for r in reports) else 1)
     if watch:
         with Live(console=console, refresh_per_second=1) as live:
             while True:

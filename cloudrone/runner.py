@@ -47,6 +47,8 @@ class RunResult:
     failures: list[str] = field(default_factory=list)
     # the run's full output, kept with ansible-runner's record of it
     log: Path | None = None
+    # (drone, task, Ansible's diff entries) of every task that changed (or would)
+    changes: list[tuple[str, str, list[dict]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,7 @@ def run_playbook(
     state_dir: Path,
     *,
     check: bool = False,
+    diff: bool = False,
     tags: str | None = None,
     on_task: Callable[[str], None] | None = None,
     on_event: Callable[[str, str, str, str], None] | None = None,
@@ -80,12 +83,17 @@ def run_playbook(
     root = project_root()
     (state_dir / "runner").mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
+    changes: list[tuple[str, str, list[dict]]] = []
 
     def handle(event: dict) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
         if kind == "playbook_on_task_start" and on_task:
             on_task(data.get("task", ""))
+        if kind == "runner_on_ok" and data.get("res", {}).get("changed"):
+            diff = data["res"].get("diff") or []
+            changes.append((data.get("host", ""), data.get("task", ""),
+                            diff if isinstance(diff, list) else [diff]))  # fmt: skip
         if on_event and data.get("host") and kind.startswith("runner_on_"):
             # (drone, ok|changed|failed|skipped|unreachable|start, play, task)
             result = kind.removeprefix("runner_on_")
@@ -103,6 +111,8 @@ def run_playbook(
     cmdline = []
     if check:
         cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
     if tags:
         cmdline += ["--tags", tags]
     bindir = str(Path(sys.executable).parent)
@@ -136,5 +146,6 @@ def run_playbook(
         elapsed=time.monotonic() - start,
         stats=_stats(runner),
         failures=failures,
+        changes=changes,
         log=Path(runner.config.artifact_dir) / "stdout",
     )

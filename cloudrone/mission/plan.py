@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,9 @@ import jinja2
 import yaml
 
 from cloudrone.fleet.sim import FleetSpec
-from cloudrone.mission.model import Mission, ServicePlan
+from cloudrone.mission.model import MODEL_MEMORY_MB, SYSTEM_RESERVE_MB, Mission, ServicePlan
+from cloudrone.mission.placement import Node, binpack
+from cloudrone.mission.placement import Service as PlacedService
 from cloudrone.paths import mission_state_dir, project_root
 
 
@@ -182,3 +185,32 @@ def render_inventory(mission: Mission) -> str:
         names=service_names(mission),
     )
     return text.rstrip("\n") + "\n"
+
+
+def placement(mission: Mission) -> dict[str, Counter[str]]:
+    """Where each service's replicas are planned: {service: {drone: replicas}}.
+
+    binpack services as the services role plans them (first-fit decreasing by
+    the models' memory); spread services evenly over the drones that may run
+    them, in fleet order, as Swarm's scheduler does on an idle fleet.
+    """
+    nodes = [
+        Node(d.name, (MODEL_MEMORY_MB[d.model] - SYSTEM_RESERVE_MB) * 2**20, float("inf"))
+        for d in mission.drones
+    ]
+    packed = binpack(
+        nodes,
+        [
+            PlacedService(s.name, s.replicas, s.memory_bytes, s.cpus)
+            for s in mission.services
+            if s.placement == "binpack"
+        ],
+    )
+    out: dict[str, Counter[str]] = {}
+    for s in mission.services:
+        if s.placement == "binpack":
+            out[s.name] = packed.placed.get(s.name, Counter())
+            continue
+        drones = [d.name for d in mission.service_drones(s)]
+        out[s.name] = Counter(drones[k % len(drones)] for k in range(s.replicas))
+    return out

@@ -14,7 +14,7 @@ from cloudrone.mission.model import DronePlan, Mission
 
 FLIGHT_STATUS = "/run/cloudrone/flight-status.json"
 # cloudrone-olsrd's JSON status, on the drone's loopback (mesh role)
-OLSR_STATUS = "http://127.0.0.1:9090/neighbors/mpr/routes"
+OLSR_STATUS = "http://127.0.0.1:9090/neighbors/links/mpr/routes"
 LEASES = "/var/lib/misc/dnsmasq.leases"
 SEPARATOR = "--- cloudrone-status ---"
 # What one login asks, each answer after a separator; a part that fails is empty.
@@ -181,6 +181,16 @@ def as_json(mission: Mission, reports: list[DroneStatus]) -> dict[str, Any]:
                             "mpr": bool(n.get("isMultiPointRelay")),
                         }
                         for n in mesh.get("neighbors", [])
+                    ],
+                    "links": [
+                        {
+                            "drone": names.get(link.get("remoteMainIP", ""), link.get("remoteIP")),
+                            "status": link.get("currentLinkStatus"),
+                            "lq": link.get("linkQuality"),
+                            "nlq": link.get("neighborLinkQuality"),
+                            "cost": link.get("linkCost"),
+                        }
+                        for link in mesh.get("links", [])
                     ],
                     "mpr": mesh.get("mpr", {}),
                     "routes": mesh.get("routes", []),

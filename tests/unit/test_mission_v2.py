@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from cloudrone.mission import schema
 from cloudrone.mission.model import MissionError, load, missing_secrets
-from cloudrone.mission.plan import fleet_spec, render_inventory
+from cloudrone.mission.picture import draw, layers
+from cloudrone.mission.plan import fleet_spec, placement, render_inventory
 from tests.conftest import ROOT
 
 DEMO_DIR = ROOT / "missions" / "demo"
@@ -275,3 +276,52 @@ def test_any_edit_of_the_demo_loads_or_is_explained(tmp_path, edits):
         assert exc.problems
         for p in exc.problems:
             assert p.startswith(str(folder / "mission.yml")), p
+
+
+def test_plan_places_pinned_spread_and_binpack_replicas(tmp_path):
+    extra = (
+        "  - name: board\n    build: {recipe: tinyweb}\n    replicas: 3\n"
+        "    ports: [{target: 8080, published: 8081}]\n"
+        "  - name: tiles\n    build: {recipe: tinyweb}\n    replicas: 3\n"
+        "    placement: binpack\n    memory: 300M\n"
+    )
+    mission = load(bundle(tmp_path, DEMO + extra))
+    planned = placement(mission)
+    assert planned["news"] == {"drone-3": 1}
+    assert planned["board"] == {"drone-1": 1, "drone-2": 1, "drone-3": 1}
+    # a Pi 2 has 832 MiB for services: two 300M replicas fill drone-1, the third goes on
+    assert planned["tiles"] == {"drone-1": 2, "drone-2": 1}
+
+
+STATUS = {
+    "mission": "demo",
+    "swarm": {"leader": "drone-2"},
+    "services": {"demo_news": {"running": 1, "desired": 1, "drones": ["drone-3"]}},
+    "drones": [
+        {"name": "drone-1", "reachable": True, "mesh": {
+            "neighbors": [{"drone": "drone-2", "mpr": True}],
+            "links": [{"drone": "drone-2", "status": "SYMMETRIC", "cost": 1.0}]}},
+        {"name": "drone-2", "reachable": True, "mesh": {
+            "neighbors": [{"drone": "drone-1", "mpr": False}, {"drone": "drone-3", "mpr": False}],
+            "links": [{"drone": "drone-1", "status": "SYMMETRIC", "cost": 1.0},
+                      {"drone": "drone-3", "status": "SYMMETRIC", "cost": 1.21}]}},
+        {"name": "drone-3", "reachable": True, "mesh": {
+            "neighbors": [{"drone": "drone-2", "mpr": True}],
+            "links": [{"drone": "drone-2", "status": "SYMMETRIC", "cost": 1.19}]}},
+        {"name": "drone-4", "reachable": False, "mesh": None},
+    ],
+}  # fmt: skip
+
+
+def test_a_line_is_drawn_as_a_line_with_costs_relays_and_services(tmp_path):
+    heard = {frozenset(("drone-1", "drone-2")), frozenset(("drone-2", "drone-3"))}
+    where = layers(["drone-1", "drone-2", "drone-3", "drone-4"], heard)
+    assert [where[n] for n in ("drone-1", "drone-2", "drone-3")] == [(0, 0), (1, 0), (2, 0)]
+    assert where["drone-4"][0] == 3  # heard by no one: after the others
+    svg = draw(STATUS, tmp_path / "mesh.svg").read_text()
+    for text in ("drone-1", "drone-4", "ETX 1.21", "news", "silent", "swarm leader"):
+        assert text in svg, text
+    png = draw(STATUS, tmp_path / "mesh.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    with pytest.raises(ValueError, match=r"give a \.png or \.svg"):
+        draw(STATUS, tmp_path / "mesh.jpg")
