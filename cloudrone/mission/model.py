@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -438,23 +439,34 @@ def _swarm_roles(raw_drones: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _connected(names: list[str], pairs: dict[frozenset[str], int]) -> list[list[str]]:
-    """The groups of drones that hear each other, directly or through others."""
-    left, groups = set(names), []
-    while left:
-        start = next(n for n in names if n in left)
-        group, todo = {start}, [start]
+def reach(names: list[str], pairs: Iterable[frozenset[str]]) -> dict[str, tuple[int, int]]:
+    """Each drone's (group, hops from its group's first drone): a group is the
+    drones that hear each other, directly or through others; groups are
+    numbered, and drones met, in the order of ``names``."""
+    pairs = list(pairs)
+    out: dict[str, tuple[int, int]] = {}
+    for start in names:
+        if start in out:
+            continue
+        group = max((g for g, _ in out.values()), default=-1) + 1
+        out[start] = (group, 0)
+        todo = deque([start])
         while todo:
-            here = todo.pop()
+            here = todo.popleft()
             for pair in pairs:
                 if here in pair:
                     (other,) = pair - {here}
-                    if other not in group:
-                        group.add(other)
+                    if other not in out:
+                        out[other] = (group, out[here][1] + 1)
                         todo.append(other)
-        left -= group
-        groups.append([n for n in names if n in group])
-    return groups
+    return out
+
+
+def _connected(names: list[str], pairs: dict[frozenset[str], int]) -> list[list[str]]:
+    """The groups of drones that hear each other, directly or through others."""
+    found = reach(names, pairs)
+    groups = sorted({g for g, _ in found.values()})
+    return [[n for n in names if found[n][0] == g] for g in groups]
 
 
 def _radio(raw: dict[str, Any], names: list[str], target: str, report: Report) -> RadioPlan:

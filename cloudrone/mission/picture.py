@@ -8,35 +8,28 @@ silent drone in red, the swarm's leader ringed.
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import Any
+
+from cloudrone.mission.model import reach
 
 FORMATS = (".png", ".svg")
 
 
 def layers(names: list[str], edges: set[frozenset[str]]) -> dict[str, tuple[float, float]]:
-    """(x, y) per drone: x = hops from the first drone (unreached ones last), y spread."""
-    hops: dict[str, int] = {}
-    for start in names:
-        if start in hops:
-            continue
-        base = max(hops.values(), default=-1) + 1
-        hops[start] = base
-        todo = deque([start])
-        while todo:
-            here = todo.popleft()
-            for edge in edges:
-                if here in edge:
-                    (other,) = edge - {here}
-                    if other not in hops:
-                        hops[other] = hops[here] + 1
-                        todo.append(other)
+    """(x, y) per drone: x = hops from the first drone (drones it never hears
+    after, group by group), y spread within a column."""
+    found = reach(names, edges)
+    base, start = {}, 0
+    for group in sorted({g for g, _ in found.values()}):
+        base[group] = start
+        start += max(h for g, h in found.values() if g == group) + 1
+    column = {n: base[g] + h for n, (g, h) in found.items()}
     out: dict[str, tuple[float, float]] = {}
-    for x in sorted(set(hops.values())):
-        column = [n for n in names if hops[n] == x]
-        for i, name in enumerate(column):
-            out[name] = (float(x), (len(column) - 1) / 2 - i)
+    for x in sorted(set(column.values())):
+        same = [n for n in names if column[n] == x]
+        for i, name in enumerate(same):
+            out[name] = (float(x), (len(same) - 1) / 2 - i)
     return out
 
 
