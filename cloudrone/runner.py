@@ -124,6 +124,10 @@ def run_playbook(
         "ANSIBLE_FORCE_COLOR": "0",
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
     }
+    # the bundle's vault opens with the operator's password file (never copied)
+    vault = os.environ.get("CLOUDRONE_VAULT_PASSWORD_FILE")
+    if vault:
+        envvars["ANSIBLE_VAULT_PASSWORD_FILE"] = str(Path(vault).expanduser())
     start = time.monotonic()
     private = state_dir / "runner"
     private.chmod(0o700)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
 
 from cloudrone.mission.schema import SCHEMA
 from cloudrone.problems import ConfigProblems, read_yaml
@@ -192,6 +193,8 @@ class Mission:
     registry: RegistryPlan | None = None
     # the bundle's image archives (images/*.tar) and the tags each holds
     archives: tuple[tuple[Path, tuple[str, ...]], ...] = ()
+    # the bundle's ansible-vault file of secrets, if it has one
+    secrets_file: Path | None = None
 
     def drone(self, name: str) -> DronePlan:
         return next(d for d in self.drones if d.name == name)
@@ -305,7 +308,11 @@ def load(bundle: Path) -> Mission:
 
     target = data["target"]
     if data.get("version", 1) == 1:
-        v2 = [k for k in ("radio", "access_point", "gateways", "services", "registry") if k in data]
+        v2 = [
+            k
+            for k in ("radio", "access_point", "gateways", "services", "registry", "secrets")
+            if k in data
+        ]
         for key in v2:
             report([key], "is a version 2 field; add version: 2 at the top of the bundle")
     roles = _swarm_roles(data["drones"])
@@ -402,6 +409,7 @@ def load(bundle: Path) -> Mission:
     drones = _gateways(data.get("gateways") or [], drones, report)
     registry = RegistryPlan(**data["registry"]) if "registry" in data else None
     archives = _archives(bundle, report)
+    secrets_file = _secrets_file(bundle, data.get("secrets"), report)
     services = _services(data.get("services") or [], bundle, drones, registry, archives, report)
     problems.raise_if_any(MissionError)
 
@@ -422,6 +430,7 @@ def load(bundle: Path) -> Mission:
         services=tuple(services),
         registry=registry,
         archives=tuple(archives),
+        secrets_file=secrets_file,
     )
 
 
@@ -761,10 +770,81 @@ def _fits(services: list[ServicePlan], drones: list[DronePlan], report: Report) 
         free[spot] -= s.memory_bytes
 
 
-def missing_secrets(mission: Mission) -> list[str]:
-    """The secrets a run needs that the environment does not hold, each with its fix."""
+VAULT_HEADER = "$ANSIBLE_VAULT;"
+VAULT_PASSWORD_VARS = ("CLOUDRONE_VAULT_PASSWORD_FILE", "ANSIBLE_VAULT_PASSWORD_FILE")
+
+
+def _secrets_file(bundle: Path, name: str | None, report: Report) -> Path | None:
+    if name is None:
+        return None
+    path = (bundle / name).resolve()
+    if not path.is_relative_to(bundle.resolve()) or not path.is_file():
+        report(["secrets"], f"{name} is not a file of the bundle; make it with ansible-vault "
+                            f"create {name} in the bundle's folder")  # fmt: skip
+        return None
+    try:
+        head = path.read_bytes()[: len(VAULT_HEADER)].decode("ascii", "replace")
+    except OSError as exc:
+        report(["secrets"], f"{name} cannot be read ({exc.strerror}); fix its mode")
+        return None
+    if head != VAULT_HEADER:
+        report(
+            ["secrets"],
+            f"{name} is not encrypted: secrets never lie in the bundle in clear; "
+            f"run ansible-vault encrypt {name}",
+        )
+        return None
+    return path
+
+
+def vault_password_file() -> Path | None:
+    for var in VAULT_PASSWORD_VARS:
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    return None
+
+
+def read_vault(mission: Mission) -> tuple[dict[str, Any], str | None]:
+    """The bundle's secrets by name, decrypted with the vault password; or the reason not."""
+    if mission.secrets_file is None:
+        return {}, None
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
     file = mission.bundle / "mission.yml"
-    out = []
+    where = f"{file} secrets"
+    password_file = vault_password_file()
+    if password_file is None:
+        return {}, (f"{where}: {mission.secrets_file.name} is encrypted and no vault password "
+                    "is given; export CLOUDRONE_VAULT_PASSWORD_FILE=FILE (the file holding "
+                    "the password)")  # fmt: skip
+    try:
+        password = password_file.read_bytes().strip()
+        plain = VaultLib([("default", VaultSecret(password))]).decrypt(
+            mission.secrets_file.read_bytes()
+        )
+    except OSError as exc:
+        return {}, f"{where}: the vault password file {password_file}: {exc.strerror}"
+    except Exception:  # ansible raises AnsibleError for a wrong password or a bad file
+        return {}, (f"{where}: {mission.secrets_file.name} does not open with the password in "
+                    f"{password_file}; check the password (ansible-vault view "
+                    f"{mission.secrets_file.name})")  # fmt: skip
+    try:
+        data = yaml.safe_load(plain)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        return {}, (f"{where}: {mission.secrets_file.name} must hold a mapping of names to "
+                    "secrets, like CLOUDRONE_AP_PASSPHRASE: ...; edit it with ansible-vault "
+                    "edit")  # fmt: skip
+    return {str(k): v for k, v in data.items()}, None
+
+
+def missing_secrets(mission: Mission) -> list[str]:
+    """The secrets a run needs that neither the bundle's vault nor the environment
+    holds, each with its fix."""
+    file = mission.bundle / "mission.yml"
+    vault, problem = read_vault(mission)
+    out = [problem] if problem else []
     wanted = []
     if mission.access_point.security != "open":
         wanted.append(("access_point.passphrase_env", mission.access_point.passphrase_env))
@@ -773,13 +853,16 @@ def missing_secrets(mission: Mission) -> list[str]:
     if mission.registry is not None:
         wanted.append(("registry.password_env", mission.registry.password_env))
     for field, name in wanted:
-        value = os.environ.get(name, "")
+        value = str(vault.get(name) or os.environ.get(name, ""))
         if field.endswith("passphrase_env") and not 8 <= len(value) <= 63:
             state = "is not set" if not value else f"holds {len(value)} characters"
             out.append(
                 f"{file} {field}: ${name} {state}; export it with the WPA passphrase "
-                "(8 to 63 characters) before mission up"
+                "(8 to 63 characters), or put it in the bundle's vault, before mission up"
             )
         elif not value:
-            out.append(f"{file} {field}: ${name} is not set; export it before mission up")
+            out.append(
+                f"{file} {field}: ${name} is not set; export it, or put it in the bundle's "
+                "vault, before mission up"
+            )
     return out

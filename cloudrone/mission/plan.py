@@ -146,6 +146,14 @@ def image_archives(mission: Mission) -> list[dict[str, str]]:
     return [{"path": p} for p in paths]
 
 
+def _secret(name: str) -> str:
+    """How the inventory reads a secret: from the bundle's vault, else the environment."""
+    return (
+        f"{{{{ (cloudrone_secrets | default({{}})).get('{name}') "
+        f"or lookup('ansible.builtin.env', '{name}') }}}}"
+    )
+
+
 def _flow(value: Any) -> str:
     """A value as one line of YAML (flow style), keys in the order given."""
     return yaml.safe_dump(value, default_flow_style=True, width=1 << 16, sort_keys=False).strip()
@@ -174,6 +182,7 @@ def render_inventory(mission: Mission) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["secret"] = _secret
     env.filters["flow"] = _flow
     env.filters["block"] = _block
     text = env.get_template("inventory.yml.j2").render(
@@ -183,6 +192,7 @@ def render_inventory(mission: Mission) -> str:
         archives=image_archives(mission),
         services=swarm_services(mission),
         names=service_names(mission),
+        secrets_path=display_key(mission.secrets_file) if mission.secrets_file else "",
     )
     return text.rstrip("\n") + "\n"
 

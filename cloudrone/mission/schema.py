@@ -62,7 +62,7 @@ SCHEMA: dict[str, Any] = {
             "description": (
                 "The bundle format: 2 (this page). A bundle without it is read as version "
                 "1, the first format, which is version 2 without radio, access_point, "
-                "gateways, services and registry: it loads unchanged."
+                "gateways, services, secrets and registry: it loads unchanged."
             ),
         },
         "mission": _s(
@@ -226,6 +226,14 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "secrets": _s(
+            "string",
+            "A file of the bundle encrypted with ansible-vault (ansible-vault create "
+            "secrets.yml), mapping the names the *_env fields give to their values; a "
+            "name it lacks is read from the environment. Its password: the file named "
+            "by $CLOUDRONE_VAULT_PASSWORD_FILE (or $ANSIBLE_VAULT_PASSWORD_FILE).",
+            minLength=1,
+        ),
         "registry": {
             "type": "object",
             "description": (

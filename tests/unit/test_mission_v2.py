@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from cloudrone.mission import schema
 from cloudrone.mission.model import MissionError, load, missing_secrets
 from cloudrone.mission.picture import draw, layers
 from cloudrone.mission.plan import fleet_spec, placement, render_inventory
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tool
 
 DEMO_DIR = ROOT / "missions" / "demo"
 DEMO = (DEMO_DIR / "mission.yml").read_text()
@@ -325,3 +327,52 @@ def test_a_line_is_drawn_as_a_line_with_costs_relays_and_services(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     with pytest.raises(ValueError, match=r"give a \.png or \.svg"):
         draw(STATUS, tmp_path / "mesh.jpg")
+
+
+def _vault(folder: Path, password: str, text: str, name: str = "secrets.yml") -> Path:
+    """A file of the bundle encrypted by ansible-vault itself."""
+    (folder / name).write_text(text)
+    pw = folder.parent / "vault-password"
+    pw.write_text(password + "\n")
+    subprocess.run(
+        [tool("ansible-vault"), "encrypt", "--vault-password-file", str(pw), str(folder / name)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return pw
+
+
+def test_secrets_may_come_from_an_ansible_vault_in_the_bundle(tmp_path, monkeypatch):
+    text = DEMO.replace("security: open", "security: wpa2\n  passphrase_env: CAMP_WIFI").replace(
+        "version: 2\n", "version: 2\nsecrets: secrets.yml\n"
+    )
+    folder = bundle(tmp_path, text)
+    # in clear, it is refused, and nothing else is said about it
+    (folder / "secrets.yml").write_text("CAMP_WIFI: in-clear-passphrase\n")
+    (problem,) = problems(tmp_path, text)
+    assert "secrets: secrets.yml is not encrypted" in problem
+    assert "ansible-vault encrypt secrets.yml" in problem
+    password = _vault(folder, "opensesame", "CAMP_WIFI: a-vaulted-passphrase\n")
+    monkeypatch.delenv("CAMP_WIFI", raising=False)
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    mission = load(folder)
+    monkeypatch.delenv("CLOUDRONE_VAULT_PASSWORD_FILE", raising=False)
+    assert "export CLOUDRONE_VAULT_PASSWORD_FILE" in missing_secrets(mission)[0]
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-it\n")
+    monkeypatch.setenv("CLOUDRONE_VAULT_PASSWORD_FILE", str(wrong))
+    assert "does not open with the password in" in missing_secrets(mission)[0]
+    monkeypatch.setenv("CLOUDRONE_VAULT_PASSWORD_FILE", str(password))
+    assert missing_secrets(mission) == []
+    inventory = render_inventory(mission)
+    assert "a-vaulted-passphrase" not in inventory
+    # Ansible itself reads the passphrase out of the vault, through the rendered inventory
+    path = tmp_path / "inventory.yml"
+    path.write_text(inventory)
+    result = subprocess.run(
+        [tool("ansible"), "-i", str(path), "drone-1", "-m", "ansible.builtin.debug",
+         "-a", "msg=[{{ access_point_passphrase }}]"],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+        env={**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(password), "NO_COLOR": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[a-vaulted-passphrase]" in result.stdout
