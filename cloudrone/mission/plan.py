@@ -146,12 +146,13 @@ def image_archives(mission: Mission) -> list[dict[str, str]]:
     return [{"path": p} for p in paths]
 
 
-def _secret(name: str) -> str:
-    """How the inventory reads a secret: from the bundle's vault, else the environment."""
-    return (
-        f"{{{{ (cloudrone_secrets | default({{}})).get('{name}') "
-        f"or lookup('ansible.builtin.env', '{name}') }}}}"
-    )
+def _secret(name: str, vault: bool) -> str:
+    """How the inventory reads a secret: from the bundle's vault if it has one,
+    else (or when the vault lacks it) from the environment."""
+    env = f"lookup('ansible.builtin.env', '{name}')"
+    if not vault:
+        return f"{{{{ {env} }}}}"
+    return f"{{{{ cloudrone_secrets.get('{name}') or {env} }}}}"
 
 
 def _flow(value: Any) -> str:
@@ -182,7 +183,7 @@ def render_inventory(mission: Mission) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals["secret"] = _secret
+    env.globals["secret"] = lambda name: _secret(name, mission.secrets_file is not None)
     env.filters["flow"] = _flow
     env.filters["block"] = _block
     text = env.get_template("inventory.yml.j2").render(
