@@ -194,6 +194,18 @@ def test_status_json_shows_the_line_the_swarm_and_the_service(bundle):
     assert flight["mode"] == "disarmed" and flight["battery"]["voltage"] == pytest.approx(12.4)
 
 
+def test_the_mesh_is_drawn_for_an_operator_who_would_rather_look(bundle, tmp_path):
+    folder, _, _ = bundle
+    picture = tmp_path / "mesh.svg"
+    result = cli("mission", "status", "--picture", str(picture), str(folder))
+    assert result.returncode == 0, result.stdout + result.stderr
+    svg = picture.read_text()
+    # the three drones, the measured cost of each link, the page under drone-3
+    assert all(name in svg for name in MGMT), svg[:500]
+    assert len(re.findall(r"ETX \d\.\d\d", svg)) == 2
+    assert "news" in svg
+
+
 def test_a_key_that_locks_the_operator_out_is_rolled_back(bundle, state_home, tmp_path):
     _, key, _ = bundle
     wrong = tmp_path / "wrong"
@@ -355,3 +367,18 @@ def test_down_on_real_drones_that_do_not_answer_removes_nothing(tmp_path, docker
     assert "no manager of itest-v1's swarm answers; nothing was removed" in " ".join(
         result.stderr.split()
     )
+
+
+def test_plan_before_the_fleet_exists_shows_placement_and_changes_nothing(tmp_path, docker_engine):
+    shutil.copytree(DEMO / "site", tmp_path / "site")
+    text = demo_text(tmp_path / "k").replace(f"mission: {NAME}", "mission: itest-plan")
+    (tmp_path / "mission.yml").write_text(text)
+    result = cli("mission", "plan", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert re.search(r"news .*built here \(tinyweb\) .*spread .*1 .*drone-3 .*"
+                     r"news\.cloudrone\.internal :80", out), out  # fmt: skip
+    assert "drone-1, drone-2, drone-3 would be created or started" in out
+    label = {"label": f"{sim.LABEL_FLEET}=itest-plan"}
+    assert docker.from_env().containers.list(all=True, filters=label) == []
+    assert not (tmp_path / "k").exists()
