@@ -3,10 +3,10 @@
 # (scripts/setup.sh: Docker engine, package cache, virtualenv, drone image),
 # reusing whatever is already there.
 #
-#   ./run.sh demo     bring up the demo mission: three simulated drones, provisioned
-#   ./run.sh test     lint, unit and integration tests, molecule (about 15 minutes)
+#   ./run.sh demo     the demo mission: three simulated drones, a page, a phone on each access point
+#   ./run.sh test     lint, unit and integration tests, molecule (about 30 minutes)
 #   ./run.sh lint     ruff, yamllint, ansible-lint, syntax check only
-#   ./run.sh down     take the demo fleet down
+#   ./run.sh down     take the demo fleet down (mission down --purge)
 #   ./run.sh setup    only install what the others need
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
