@@ -76,7 +76,6 @@ def run_playbook(
     check: bool = False,
     diff: bool = False,
     tags: str | None = None,
-    on_task: Callable[[str], None] | None = None,
     on_event: Callable[[str, str, str, str], None] | None = None,
 ) -> RunResult:
     """Run ``playbook`` (relative to the project) against ``inventory``."""
@@ -88,22 +87,18 @@ def run_playbook(
     def handle(event: dict) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
-        if kind == "playbook_on_task_start" and on_task:
-            on_task(data.get("task", ""))
-        if kind == "runner_on_ok" and data.get("res", {}).get("changed"):
-            diff = data["res"].get("diff") or []
+        res = data.get("res", {})
+        if kind == "runner_on_ok" and res.get("changed"):
+            diffs = res.get("diff") or []
             changes.append((data.get("host", ""), data.get("task", ""),
-                            diff if isinstance(diff, list) else [diff]))  # fmt: skip
+                            diffs if isinstance(diffs, list) else [diffs]))  # fmt: skip
         if on_event and data.get("host") and kind.startswith("runner_on_"):
             # (drone, ok|changed|failed|skipped|unreachable|start, play, task)
             result = kind.removeprefix("runner_on_")
-            if result == "ok" and data.get("res", {}).get("changed"):
+            if result == "ok" and res.get("changed"):
                 result = "changed"
             on_event(data["host"], result, data.get("play", ""), data.get("task", ""))
-        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
-            "ignore_errors"
-        ):
-            res = data.get("res", {})
+        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
             failures.append(f"{data.get('host')}: {data.get('task')}: {str(msg).strip()}")
         return True
