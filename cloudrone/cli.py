@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -72,6 +74,16 @@ def _load(bundle: Path | None) -> Mission:
     except ProjectNotFound as exc:
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
+
+
+@contextmanager
+def _fleet_errors() -> Iterator[None]:
+    """A fleet that cannot be made or read ends the command with its message (exit 1)."""
+    try:
+        yield
+    except sim.FleetError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
 
 
 def _ensure_key(path: Path) -> None:
@@ -148,14 +160,16 @@ class Progress:
         return table
 
 
-def _sim_fleet_up(mission: Mission) -> sim.SimFleet:
+def _sim_fleet_up(mission: Mission) -> str:
+    """Create or start the simulated drones; returns the drone image (phones use it too)."""
     console.print("[bold blue]==>[/] Simulated drones")
     try:
         _ensure_key(mission.ssh_key)
         image = drone_image.ensure(log=console.print)
-        fleet = sim.SimFleet(fleet_spec(mission), log=console.print)
-        fleet.up(image, mission.ssh_key.with_suffix(".pub").read_text())
-        return fleet
+        sim.SimFleet(fleet_spec(mission), log=console.print).up(
+            image, mission.ssh_key.with_suffix(".pub").read_text()
+        )
+        return image
     except sim.FleetError as exc:
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
@@ -191,14 +205,11 @@ def up(
         f"({len(mission.drones)} drones, {len(mission.services)} service(s), "
         f"target {mission.target})"
     )
+    image = None
     if mission.target == "sim" and check:
         # check mode changes nothing, and creating or starting a drone is a change
-        try:
-            states = sim.SimFleet(fleet_spec(mission), log=console.print).describe()
-        except sim.FleetError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(1) from None
-        missing = [d["drone"] for d in states if d["state"] != "running"]
+        states = _fleet_states(mission)
+        missing = [name for name, state in states.items() if state != "running"]
         if missing:
             err.print(
                 f"[red]--check needs the simulated drones running; {', '.join(missing)} "
@@ -206,7 +217,7 @@ def up(
             )
             raise typer.Exit(2)
     elif mission.target == "sim":
-        _sim_fleet_up(mission)
+        image = _sim_fleet_up(mission)
     elif not mission.ssh_key.exists():
         err.print(
             f"[red]{mission.bundle / 'mission.yml'} ssh_key: {mission.ssh_key} does not "
@@ -215,11 +226,8 @@ def up(
         raise typer.Exit(2)
     if any(s.build for s in mission.services):
         console.print("[bold blue]==>[/] Service images built here")
-        try:
+        with _fleet_errors():
             deploy.build_images(mission, log=console.print)
-        except sim.FleetError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(1) from None
 
     state = mission_state_dir(mission.name)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -252,15 +260,11 @@ def up(
         raise typer.Exit(1)
     verb = "would change" if check else "changed"
     fetches: list[deploy.Fetch] = []
-    if mission.target == "sim" and not check and not tags and mission.services:
+    if image is not None and not tags and mission.services:
         console.print("[bold blue]==>[/] A phone on each access point asks for every service")
-        try:
-            phones = deploy.ensure_phones(mission, drone_image.ensure(log=lambda _m: None),
-                                          console.print)  # fmt: skip
+        with _fleet_errors():
+            phones = deploy.ensure_phones(mission, image, console.print)
             fetches = deploy.prove_services(mission, phones, console.print)
-        except sim.FleetError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(1) from None
         for f in fetches:
             console.print(("  [green]ok[/] " if f.ok else "  [red]NO[/] ") + escape(f.line()))
     _print_summary(mission, drone_status.collect(mission))
@@ -294,8 +298,9 @@ def plan(
     table = Table(title=f"Mission {mission.name}: services", title_justify="left")
     for col in ("service", "image", "placement", "replicas", "on", "name phones use"):
         table.add_column(col)
+    planned = placement(mission)
     for s in mission.services:
-        counts = placement(mission)[s.name]
+        counts = planned[s.name]
         where = ", ".join(f"{d} ×{n}" if n > 1 else d for d, n in counts.items()) or "-"
         image = s.image or f"built here ({s.build[0] if s.build else '?'})"
         ports = ", ".join(str(p.published) for p in s.ports)
@@ -309,12 +314,7 @@ def plan(
         )
     console.print(table if mission.services else "No services in this mission.")
     if mission.target == "sim":
-        try:
-            states = sim.SimFleet(fleet_spec(mission)).describe()
-        except sim.FleetError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(1) from None
-        absent = [d["drone"] for d in states if d["state"] != "running"]
+        absent = [name for name, state in _fleet_states(mission).items() if state != "running"]
         if absent:
             console.print(
                 f"{', '.join(absent)} would be created or started; every stage of "
@@ -371,7 +371,7 @@ def _status_table(mission: Mission, reports: list, states: dict[str, str]) -> Ta
     for col in ("drone", "mesh: hears (* relay) · routes", "swarm", "services", "phones",
                 "flight bridge", "battery"):  # fmt: skip
         table.add_column(col)
-    names = {str(d.mesh_address): d.name for d in mission.drones}
+    names = mission.names_by_mesh_address
     for drone, report in zip(mission.drones, reports, strict=True):
         state = states.get(drone.name, "running")
         if not report.ssh:
@@ -405,11 +405,9 @@ def _print_summary(mission: Mission, reports: list) -> None:
 
 
 def _fleet_states(mission: Mission) -> dict[str, str]:
-    try:
+    """Each simulated drone's container state (running, exited, absent...)."""
+    with _fleet_errors():
         return {d["drone"]: d["state"] for d in sim.SimFleet(fleet_spec(mission)).describe()}
-    except sim.FleetError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1) from None
 
 
 @mission_app.command("status")
@@ -483,11 +481,8 @@ def down_(
     """Remove the mission's services from the swarm; with --purge, the fleet too."""
     mission = _load(bundle)
     if purge and mission.target == "sim":
-        try:
+        with _fleet_errors():
             removed = sim.down(mission.name, log=console.print)
-        except sim.FleetError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
-            raise typer.Exit(1) from None
         console.print(f"Mission {mission.name}: removed {removed} object(s)")
         return
     reports = drone_status.collect(mission)
@@ -499,28 +494,21 @@ def down_(
         )
         raise typer.Exit(1)
     manager = mission.drone(managers[0].name)
-    code, out = _ssh(mission, manager, f"sudo -n docker stack rm {mission.name}")
+    code, out, errors = drone_status.run_on(
+        mission, manager, f"sudo -n docker stack rm {mission.name}"
+    )
     if code != 0:
-        err.print(f"[red]{manager.name}: docker stack rm failed: {escape(out.strip())}[/]")
+        err.print(
+            f"[red]{manager.name}: docker stack rm failed: {escape((out + errors).strip())}[/]"
+        )
         raise typer.Exit(1)
     console.print(f"Mission {mission.name}: services removed (by {manager.name})")
     if purge:
         for r in reports:
             if r.ssh:
                 drone = mission.drone(r.name)
-                _ssh(mission, drone, "sudo -n docker swarm leave --force")
+                drone_status.run_on(mission, drone, "sudo -n docker swarm leave --force")
                 console.print(f"    {drone.name} left the swarm")
-
-
-def _ssh(mission: Mission, drone, command: str) -> tuple[int, str]:
-    try:
-        result = subprocess.run(
-            drone_status.ssh_command(mission, drone, command),
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return 124, "timed out"
-    return result.returncode, result.stdout + result.stderr
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ answers: a mission is up when a phone on the ground gets its page.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import time
@@ -88,7 +89,10 @@ def lease_of(phone: sim.Phone, drone_subnet: str) -> str | None:
     """The phone's address when it holds one of its drone's leases."""
     code, out = phone.sh("cat /run/phone-lease 2>/dev/null")
     address = out.strip()
-    if code != 0 or not address:
+    try:
+        if code != 0 or ipaddress.IPv4Address(address) not in ipaddress.IPv4Network(drone_subnet):
+            return None
+    except ValueError:
         return None
     code, out = phone.sh(f"ip -4 -o addr show dev eth0 | grep -c ' {address}/'")
     return address if code == 0 and out.strip() != "0" else None

@@ -196,6 +196,10 @@ class Mission:
     # the bundle's ansible-vault file of secrets, if it has one
     secrets_file: Path | None = None
 
+    @property
+    def names_by_mesh_address(self) -> dict[str, str]:
+        return {str(d.mesh_address): d.name for d in self.drones}
+
     def drone(self, name: str) -> DronePlan:
         return next(d for d in self.drones if d.name == name)
 
@@ -487,6 +491,8 @@ def _radio(raw: dict[str, Any], names: list[str], target: str, report: Report) -
             f"channel {channel} is not one a drone may use in {country} (without radar "
             f"detection): pick one of {_channel_list(country)}",
         )
+    if "ssid" in raw and not 1 <= len(str(raw["ssid"]).encode()) <= 32:
+        report(["radio", "ssid"], "an SSID is 1 to 32 bytes; shorten it")
     in_range: dict[frozenset[str], int] | None = None
     if "range" in raw:
         if target != "sim":
@@ -552,11 +558,8 @@ def _access_point(raw: dict[str, Any], radio: RadioPlan, report: Report) -> Acce
             f"channel {channel} is not one a drone may use in {radio.country} (radio.country):"
             f" pick one of {_channel_list(radio.country)}",
         )
-    for key in ("ssid",):
-        if key in raw and not 1 <= len(str(raw[key]).encode()) <= 32:
-            report(["access_point", key], "an SSID is 1 to 32 bytes; shorten it")
-    if len(radio.ssid.encode()) > 32 or not radio.ssid:
-        report(["radio", "ssid"], "an SSID is 1 to 32 bytes; shorten it")
+    if "ssid" in raw and not 1 <= len(str(raw["ssid"]).encode()) <= 32:
+        report(["access_point", "ssid"], "an SSID is 1 to 32 bytes; shorten it")
     return AccessPointPlan(
         ssid=raw.get("ssid", "cloudrone"),
         channel=channel,

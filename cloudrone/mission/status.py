@@ -69,16 +69,27 @@ def ssh_command(mission: Mission, drone: DronePlan, command: str) -> list[str]:
     return ["ssh", "-i", str(mission.ssh_key), *options, target, command]
 
 
-def read_drone_status(mission: Mission, drone: DronePlan) -> DroneStatus:
-    """Everything a drone says about itself, in one login; a silent part stays empty."""
+def run_on(
+    mission: Mission, drone: DronePlan, command: str, timeout: float = 60
+) -> tuple[int, str, str]:
+    """Run ``command`` on a drone as the admin user: (exit code, stdout, stderr);
+    124 when it did not finish within ``timeout`` seconds."""
     try:
         result = subprocess.run(
-            ssh_command(mission, drone, COMMAND),
-            capture_output=True, text=True, timeout=20, check=False,
+            ssh_command(mission, drone, command),
+            capture_output=True, text=True, timeout=timeout, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
+        return 124, "", "timed out"
+    return result.returncode, result.stdout, result.stderr
+
+
+def read_drone_status(mission: Mission, drone: DronePlan) -> DroneStatus:
+    """Everything a drone says about itself, in one login; a silent part stays empty."""
+    code, stdout, _ = run_on(mission, drone, COMMAND, timeout=20)
+    if code == 124:
         return DroneStatus(drone.name, True, None)
-    chunks = result.stdout.split(SEPARATOR + "\n")[1:]
+    chunks = stdout.split(SEPARATOR + "\n")[1:]
     parts = dict(zip(PARTS, chunks + [""] * (len(PARTS) - len(chunks)), strict=True))
     running = [line.strip() for line in parts["tasks"].splitlines() if line.strip()]
     leases = parts["leases"].strip()
@@ -159,7 +170,7 @@ def swarm_view(reports: list[DroneStatus]) -> dict[str, Any]:
 def as_json(mission: Mission, reports: list[DroneStatus]) -> dict[str, Any]:
     """What ``mission status --json`` prints: one object a script can read."""
     view = swarm_view(reports)
-    names = {str(d.mesh_address): d.name for d in mission.drones}
+    names = mission.names_by_mesh_address
     drones = []
     for drone, r in zip(mission.drones, reports, strict=True):
         mesh = r.mesh or {}
@@ -197,9 +208,7 @@ def as_json(mission: Mission, reports: list[DroneStatus]) -> dict[str, Any]:
                 },
                 "swarm": {
                     "state": (r.swarm or {}).get("LocalNodeState"),
-                    "role": "manager"
-                    if (r.swarm or {}).get("ControlAvailable")
-                    else ("worker" if r.swarm else None),
+                    "role": swarm_role(r),
                     "leader": view["leader"] == drone.name,
                     "status": swarm_node.get("status"),
                 },
@@ -217,16 +226,20 @@ def as_json(mission: Mission, reports: list[DroneStatus]) -> dict[str, Any]:
     }
 
 
+def swarm_role(report: DroneStatus) -> str | None:
+    """manager or worker, as the drone's engine says; None when it is silent."""
+    if not report.swarm:
+        return None
+    return "manager" if report.swarm.get("ControlAvailable") else "worker"
+
+
 def describe_swarm(report: DroneStatus, leader: str | None) -> str:
-    swarm = report.swarm
-    if not swarm:
+    if not report.swarm:
         return "-"
-    state = swarm.get("LocalNodeState", "?")
+    state = report.swarm.get("LocalNodeState", "?")
     if state != "active":
         return state
-    if report.name == leader:
-        return "leader"
-    return "manager" if swarm.get("ControlAvailable") else "worker"
+    return "leader" if report.name == leader else str(swarm_role(report))
 
 
 def describe_flight(flight: dict[str, Any] | None) -> str:
