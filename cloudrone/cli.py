@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,10 +28,11 @@ from cloudrone.fleet import image as drone_image
 from cloudrone.fleet import sim
 from cloudrone.flight.ground import fly
 from cloudrone.mission import deploy
+from cloudrone.mission import pack as packing
 from cloudrone.mission import status as drone_status
 from cloudrone.mission.model import Mission, MissionError, load, missing_secrets
 from cloudrone.mission.picture import FORMATS, draw
-from cloudrone.mission.plan import fleet_spec, placement, render_inventory
+from cloudrone.mission.plan import built_archive, fleet_spec, placement, render_inventory
 from cloudrone.paths import ProjectNotFound, mission_state_dir, project_root
 from cloudrone.runner import run_playbook
 
@@ -81,7 +83,7 @@ def _fleet_errors() -> Iterator[None]:
     """A fleet that cannot be made or read ends the command with its message (exit 1)."""
     try:
         yield
-    except sim.FleetError as exc:
+    except (sim.FleetError, packing.PackError) as exc:
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
 
@@ -189,10 +191,33 @@ def up(
         bool, typer.Option("--check", help="Say what would change; change nothing.")
     ] = False,
     tags: Annotated[str | None, typer.Option(help="Only these roles, e.g. base.")] = None,
+    from_: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A pack (mission pack): its bundle, images, Python bundles and Debian "
+            "packages; nothing is fetched from anywhere.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Bring a mission up: drones (simulated ones are created), provision.yml, services,
     and a phone on each access point that must reach every service by name."""
     started = time.monotonic()
+    unpacked = None
+    if from_ is not None:
+        if bundle is not None:
+            err.print(
+                "[red]give a bundle or --from ARCHIVE, not both (the pack holds its bundle)[/]"
+            )
+            raise typer.Exit(2)
+        console.print(f"[bold blue]==>[/] Mission pack {from_}")
+        try:
+            unpacked = packing.unpack(from_, console.print)
+        except packing.PackError as exc:
+            err.print(f"[red]{escape(str(exc))}; nothing was changed[/]")
+            raise typer.Exit(2) from None
+        bundle = unpacked.bundle
     mission = _load(bundle)
     secrets_missing = missing_secrets(mission)
     if secrets_missing:
@@ -224,6 +249,10 @@ def up(
             "exist; make one (ssh-keygen -t ed25519) or point ssh_key at yours[/]"
         )
         raise typer.Exit(2)
+    offline = None
+    if unpacked is not None:
+        with _fleet_errors():
+            offline = _offline(mission, unpacked)
     if any(s.build for s in mission.services):
         console.print("[bold blue]==>[/] Service images built here")
         with _fleet_errors():
@@ -232,7 +261,7 @@ def up(
     state = mission_state_dir(mission.name)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     inventory = state / "inventory.yml"
-    inventory.write_text(render_inventory(mission))
+    inventory.write_text(render_inventory(mission, offline))
     console.print(
         f"[bold blue]==>[/] provision.yml on {len(mission.drones)} drones (inventory {inventory})"
     )
@@ -283,6 +312,74 @@ def up(
     if result.changed == 0 and not check:
         console.print("Nothing to change: every drone is as the bundle says.")
     _print_access(mission)
+
+
+def _offline(mission: Mission, unpacked: packing.Unpacked) -> dict[str, str]:
+    """Images from the pack, its offline package cache started; the inventory's settings."""
+    for service in mission.services:
+        archive = unpacked.image(service.name)
+        if service.build and archive is not None:
+            target = built_archive(mission, service)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists() or target.read_bytes() != archive.read_bytes():
+                shutil.copyfile(archive, target)
+    packing.start_offline_cache(unpacked, console.print)
+    if mission.target == "sim":
+        address = str(mission.controller_address)
+    else:
+        address = packing.controller_address_towards(mission.drones[0].management_address)
+    return {
+        "apt_proxy": f"http://{address}:{packing.OFFLINE_PORT}",
+        "wheelhouse": str(unpacked.wheelhouse),
+    }
+
+
+@mission_app.command("pack")
+def pack(
+    bundle: BundleArg = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="The archive. Default: NAME-pack.tar here."),
+    ] = None,
+    suite: Annotated[
+        str, typer.Option(help="The drones' Debian release (bookworm: Raspberry Pi OS 12).")
+    ] = "bookworm",
+    machine: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A drone machine to pack for: x86_64, aarch64 (Pi 3 to 5), armv7l (Pi 2); "
+            "again for more. Default: this machine for sim, the drones' models for ssh.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """One archive with everything a base camp without Internet needs for the mission."""
+    started = time.monotonic()
+    mission = _load(bundle)
+    out = output or Path(f"{mission.name}-pack.tar")
+    with _fleet_errors():
+        targets = (
+            packing.parse_targets(suite, machine)
+            if machine
+            else packing.default_targets(mission, suite)
+        )
+        console.print(
+            f"[bold]Mission {mission.name}[/]: packing for {', '.join(str(t) for t in targets)}"
+        )
+        built = {}
+        if any(s.build for s in mission.services):
+            console.print("[bold blue]==>[/] Service images built here")
+            deploy.build_images(mission, log=console.print)
+            built = {s.name: built_archive(mission, s) for s in mission.services if s.build}
+        console.print("[bold blue]==>[/] What the drones install")
+        manifest = packing.pack(mission, out, targets, built, log=console.print)
+    files = manifest["files"]
+    size = sum(f["size"] for f in files.values())
+    console.print(
+        f"[bold green]Packed[/] {out}: {len(files)} files, {size / 1e6:.0f} MB, in "
+        f"{time.monotonic() - started:.0f} s. At the base camp: "
+        f"cloudrone_cli mission up --from {out}"
+    )
 
 
 @mission_app.command("plan")
@@ -480,6 +577,8 @@ def down_(
 ) -> None:
     """Remove the mission's services from the swarm; with --purge, the fleet too."""
     mission = _load(bundle)
+    if purge and packing.stop_offline_cache(mission.name):
+        console.print("    the offline package cache stopped")
     if purge and mission.target == "sim":
         with _fleet_errors():
             removed = sim.down(mission.name, log=console.print)

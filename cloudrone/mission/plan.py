@@ -175,7 +175,8 @@ def _block(value: Any, indent: int) -> str:
     return "\n".join(" " * indent + line for line in text.rstrip("\n").splitlines())
 
 
-def render_inventory(mission: Mission) -> str:
+def render_inventory(mission: Mission, offline: dict[str, str] | None = None) -> str:
+    """The inventory of ``mission``; ``offline`` (apt_proxy, wheelhouse) for ``up --from``."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(project_root() / "templates"),
         undefined=jinja2.StrictUndefined,
@@ -194,6 +195,7 @@ def render_inventory(mission: Mission) -> str:
         services=swarm_services(mission),
         names=service_names(mission),
         secrets_path=display_key(mission.secrets_file) if mission.secrets_file else "",
+        offline=offline,
     )
     return text.rstrip("\n") + "\n"
 

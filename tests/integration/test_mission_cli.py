@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -106,23 +107,53 @@ def status_json(folder: Path) -> tuple[int, dict]:
     return result.returncode, json.loads(result.stdout)
 
 
+OFFLINE_TABLE = "cloudrone_itest_offline"
+OFFLINE: dict[str, subprocess.CompletedProcess] = {}
+
+
+@contextmanager
+def package_cache_unreachable():
+    """Nothing but loopback reaches the controller's online apt-cacher-ng (port 3142)."""
+    nft = ["nft", "-f", "-"]
+    rules = (
+        f"table inet {OFFLINE_TABLE} {{\n"
+        "  chain input { type filter hook input priority -10; policy accept;\n"
+        '    iifname != "lo" tcp dport 3142 drop\n  }\n}\n'
+    )
+    subprocess.run(nft, input=rules, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", OFFLINE_TABLE], check=False)
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, drone_image):
-    """The demo, brought up once for the whole module: every check below reads it."""
+    """The demo, packed and brought up from its pack once for the whole module,
+    with the package cache out of the drones' reach: every check below reads it."""
     folder = tmp_path_factory.mktemp("bundle")
     shutil.copytree(DEMO / "site", folder / "site")
     key = folder / "key"
     (folder / "mission.yml").write_text(demo_text(key))
     sim.down(NAME, log=lambda _m: None)
+    archive = folder.parent / f"{NAME}-pack.tar"
+    packed = cli("mission", "pack", str(folder), "-o", str(archive))
+    assert packed.returncode == 0, packed.stdout + packed.stderr
+    OFFLINE["pack"] = packed
     STARTED["up"] = time.time()
-    first = cli("mission", "up", str(folder), timeout=900)
-    assert first.returncode == 0, first.stdout + first.stderr
-    yield folder, key, first
+    with package_cache_unreachable():
+        first = cli("mission", "up", "--from", str(archive), timeout=900)
+        assert first.returncode == 0, first.stdout + first.stderr
+        probe = "timeout 3 bash -c 'echo > /dev/tcp/10.252.0.254/{}' && echo open || echo shut"
+        OFFLINE["online"] = ssh(key, probe.format(3142))
+        OFFLINE["offline"] = ssh(key, probe.format(3143))
+    yield folder, key, first, archive
+    cli("mission", "down", "--purge", str(folder))
     sim.down(NAME, log=lambda _m: None)
 
 
 def test_up_ends_with_a_phone_on_every_access_point_fetching_the_page(bundle):
-    _, key, first = bundle
+    _, key, first, _ = bundle
     out = " ".join(first.stdout.split())
     assert changed_count(first.stdout) > 0
     for drone in MGMT:
@@ -138,7 +169,7 @@ def test_up_ends_with_a_phone_on_every_access_point_fetching_the_page(bundle):
 
 
 def test_run_state_stays_out_of_the_bundle_and_holds_no_secret(bundle, state_home):
-    folder, _, _ = bundle
+    folder, _, _, _ = bundle
     # the bundle holds what the operator put there, and nothing a run wrote
     assert sorted(p.name for p in folder.iterdir()) == ["key", "key.pub", "mission.yml", "site"]
     state = state_home / "missions" / NAME
@@ -152,14 +183,14 @@ def test_run_state_stays_out_of_the_bundle_and_holds_no_secret(bundle, state_hom
 
 
 def test_operator_logs_in_with_the_key_and_becomes_root(bundle):
-    _, key, _ = bundle
+    _, key, _, _ = bundle
     result = ssh(key, "hostname; sudo -n id -u", drone="drone-3")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["drone-3", "0"]
 
 
 def test_password_login_is_refused(bundle):
-    _, key, _ = bundle
+    _, key, _, _ = bundle
     result = ssh(
         key, "true", "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"
     )
@@ -168,7 +199,7 @@ def test_password_login_is_refused(bundle):
 
 
 def test_status_json_shows_the_line_the_swarm_and_the_service(bundle):
-    folder, _, _ = bundle
+    folder, _, _, _ = bundle
     code, status = status_json(folder)
     assert code == 0, status
     drones = {d["name"]: d for d in status["drones"]}
@@ -195,7 +226,7 @@ def test_status_json_shows_the_line_the_swarm_and_the_service(bundle):
 
 
 def test_the_mesh_is_drawn_for_an_operator_who_would_rather_look(bundle, tmp_path):
-    folder, _, _ = bundle
+    folder, _, _, _ = bundle
     picture = tmp_path / "mesh.svg"
     result = cli("mission", "status", "--picture", str(picture), str(folder))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -207,7 +238,7 @@ def test_the_mesh_is_drawn_for_an_operator_who_would_rather_look(bundle, tmp_pat
 
 
 def test_a_key_that_locks_the_operator_out_is_rolled_back(bundle, state_home, tmp_path):
-    _, key, _ = bundle
+    _, key, _, _ = bundle
     wrong = tmp_path / "wrong"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
     wrong_pub = (tmp_path / "wrong.pub").read_text().strip()
@@ -242,27 +273,49 @@ def test_a_key_that_locks_the_operator_out_is_rolled_back(bundle, state_home, tm
     assert re.search(r"drone-1 : ok=\d+ changed=0 unreachable=0 failed=0", output), output[-2000:]
 
 
-def test_packages_came_through_the_base_camp_cache(bundle):
-    # the drones have no Internet: their chrony came through the controller's
-    # apt-cacher-ng, whose log names each client (this run's drones, since they came up)
-    log = Path("/var/log/apt-cacher-ng/apt-cacher.log").read_text().splitlines()
-    served = [
-        line.split("|")
-        for line in log
-        if line.count("|") >= 4 and int(line.split("|")[0]) >= int(STARTED["up"])
-    ]
-    clients = {
-        client
-        for _, kind, _, client, path in (f[:5] for f in served)
-        if kind == "O" and "/chrony_" in path and path.endswith(".deb")
-    }
-    assert set(MGMT.values()) <= clients, f"apt-cacher-ng served chrony to {clients}"
+def test_packages_came_from_the_pack_with_the_package_cache_out_of_reach(bundle, state_home):
+    # the pack: the bundle, the built image, the drones' Python bundle, Debian packages
+    packed = " ".join(OFFLINE["pack"].stdout.split())
+    assert re.search(r"bookworm/x86_64: \d{3} packages", packed), packed
+    assert re.search(r"Packed \S+: \d+ files, \d+ MB", packed), packed
+    # during up the drones reached the offline cache and not the online one
+    assert OFFLINE["online"].stdout.strip() == "shut", OFFLINE["online"]
+    assert OFFLINE["offline"].stdout.strip() == "open", OFFLINE["offline"]
+
+    def clients(log: Path, package: str) -> set[str]:
+        # apt-cacher-ng's log names each client it served a file to
+        lines = [line.split("|") for line in log.read_text().splitlines() if line.count("|") >= 4]
+        return {
+            f[3]
+            for f in lines
+            if int(f[0]) >= int(STARTED["up"]) and f[1] == "O" and f"/{package}_" in f[4]
+        }
+
+    offline_log = state_home / "missions" / NAME / "apt-cacher-ng" / "apt-cacher.log"
+    for package in ("chrony", "docker.io", "hostapd"):
+        assert set(MGMT.values()) <= clients(offline_log, package), package
+    online_log = Path("/var/log/apt-cacher-ng/apt-cacher.log")
+    if online_log.exists():
+        assert not set(MGMT.values()) & clients(online_log, "chrony")
+
+
+def test_a_damaged_pack_is_refused_before_anything_changes(bundle, tmp_path):
+    _, _, _, archive = bundle
+    damaged = tmp_path / "damaged.tar"
+    data = bytearray(archive.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    damaged.write_bytes(bytes(data))
+    result = cli("mission", "up", "--from", str(damaged))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert re.search(r"does not match its checksum|cannot be (read|unpacked)", result.stderr)
+    assert "nothing was changed" in " ".join(result.stderr.split())
 
 
 def test_a_lost_manager_is_reported_the_page_stays_up_and_a_second_up_heals_it(bundle):
     """The second up of the module: after a manager's loss it starts the drone
     again, which rejoins as it was, so the run changes nothing and says so."""
-    folder, key, _ = bundle
+    folder, key, _, archive = bundle
     marker = ssh(key, "sudo -n sh -c 'echo payload > /var/lib/cloudrone-itest-marker'")
     assert marker.returncode == 0, marker.stderr
     client = docker.from_env()
@@ -282,7 +335,7 @@ def test_a_lost_manager_is_reported_the_page_stays_up_and_a_second_up_heals_it(b
     _, status = status_json(folder)
     assert status["services"][f"{NAME}_news"]["running"] == 1
     # the next up starts drone-1 again; it rejoins with its configuration intact
-    back = cli("mission", "up", str(folder))
+    back = cli("mission", "up", "--from", str(archive))
     assert back.returncode == 0, back.stdout + back.stderr
     assert changed_count(back.stdout) == 0
     assert "Nothing to change: every drone is as the bundle says." in back.stdout
@@ -296,7 +349,7 @@ def test_a_lost_manager_is_reported_the_page_stays_up_and_a_second_up_heals_it(b
 
 
 def test_down_removes_the_services_and_purge_the_fleet(bundle):
-    folder, _, _ = bundle
+    folder, _, _, _ = bundle
     down = cli("mission", "down", str(folder))
     assert down.returncode == 0, down.stdout + down.stderr
     assert f"Mission {NAME}: services removed" in down.stdout
