@@ -51,7 +51,7 @@ ONLY_VENV=${CLOUDRONE_SETUP_ONLY_VENV:-0}
 
 # --- 1. Host packages ------------------------------------------------------
 if [ "$ONLY_VENV" != 1 ]; then
-say "Host packages (debootstrap, apt-cacher-ng, ssh client, iproute2, nftables, tshark, busybox)"
+say "Host packages (debootstrap, apt-cacher-ng, ssh client, iproute2, nftables, tshark, busybox, ab)"
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v apt-cacher-ng >/dev/null || [ -x /usr/sbin/apt-cacher-ng ] || need+=(apt-cacher-ng)
@@ -61,6 +61,7 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v nft >/dev/null || need+=(nftables)  # radio range of the simulated fleet
 command -v tshark >/dev/null || need+=(tshark)
 [ -x /bin/busybox ] || need+=(busybox-static)
+command -v ab >/dev/null || need+=(apache2-utils)  # the paper's load test (cloudrone.bench.load)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   # tshark asks whether non-root users may capture; the default (no) is right.
