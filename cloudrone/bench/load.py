@@ -47,6 +47,12 @@ from cloudrone.mission.model import Mission, load, reach
 from cloudrone.paths import project_root
 
 CGROUP = Path("/sys/fs/cgroup")
+# ab's limit on one request; past it ab abandons the whole run
+TIMEOUT_S = 30
+
+
+class Abandoned(RuntimeError):
+    """ab stopped a run: one request waited longer than TIMEOUT_S."""
 
 
 def _read_int(path: Path) -> int | None:
@@ -119,11 +125,13 @@ def ab(pid: int, address: str, host: str, port: int, users: int, requests: int) 
     """One ``ab`` run from a phone's network namespace; per-request times from its TSV."""
     with tempfile.NamedTemporaryFile(suffix=".tsv") as tsv:
         proc = subprocess.run(
-            ["nsenter", "-t", str(pid), "-n", "ab", "-q", "-r", "-s", "30",
+            ["nsenter", "-t", str(pid), "-n", "ab", "-q", "-r", "-s", str(TIMEOUT_S),
              "-n", str(requests), "-c", str(users), "-g", tsv.name, "-H", f"Host: {host}",
              f"http://{address}:{port}/"],
             capture_output=True, text=True, timeout=900, check=False,
         )  # fmt: skip
+        if proc.returncode != 0 and "timeout specified has expired" in proc.stderr:
+            raise Abandoned(f"a request waited more than {TIMEOUT_S} s; ab gave the run up")
         if proc.returncode != 0:
             raise RuntimeError(f"ab failed (exit {proc.returncode}): {proc.stderr.strip()}")
         # starttime, seconds, ctime, dtime, ttime, wait (ms)
@@ -153,6 +161,19 @@ def retransmitted(pid: int) -> int:
                           capture_output=True, text=True, check=True).stdout  # fmt: skip
     tcp = [line.split() for line in text.splitlines() if line.startswith("Tcp:")]
     return int(dict(zip(tcp[0], tcp[1], strict=True))["RetransSegs"])
+
+
+def listen_drops(scope: Path | None) -> int | None:
+    """Connections the web container's kernel dropped because its accept queue was full."""
+    if scope is None:
+        return None
+    try:
+        pid = (scope / "cgroup.procs").read_text().split()[0]
+        text = Path(f"/proc/{pid}/net/netstat").read_text()
+    except (OSError, IndexError):
+        return None
+    ext = [line.split() for line in text.splitlines() if line.startswith("TcpExt:")]
+    return int(dict(zip(ext[0], ext[1], strict=True))["ListenOverflows"])
 
 
 def _quantile(values: list[int], q: float) -> float:
@@ -217,9 +238,22 @@ def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
         runs = []
         for u in users:
             before = retransmitted(pid)
-            with Sampler(drone_id) as sampler:
-                result = ab(pid, address, host, port, u, requests)
+            web = Sampler(drone_id).web
+            dropped = listen_drops(web)
+            try:
+                with Sampler(drone_id) as sampler:
+                    result = ab(pid, address, host, port, u, requests)
+            except Abandoned as exc:
+                resent = retransmitted(pid) - before
+                runs.append({"users": u, "abandoned": str(exc),
+                             "phone_retransmitted_segments": resent})  # fmt: skip
+                print(f"  {where:16} {u:>4} users: {exc}")
+                time.sleep(5)
+                continue
             result["phone_retransmitted_segments"] = retransmitted(pid) - before
+            after = listen_drops(web)
+            if dropped is not None and after is not None:
+                result["web_listen_overflows"] = after - dropped
             times = result.pop("ms")
             run = {
                 "users": u,
@@ -237,6 +271,7 @@ def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
             print(f"  {where:16} {u:>4} users: {run['requests_per_s']:>7.0f} req/s, "
                   f"median {run['p50_ms']:>5.0f} ms, p99 {run['p99_ms']:>5.0f} ms, "
                   f"failed {run['failed']}, resent {run['phone_retransmitted_segments']}, "
+                  f"accept queue full {run.get('web_listen_overflows', '?')} times, "
                   f"drone CPU {run['drone_cpu_percent']:>5.1f} %, "
                   f"load {run['load1_mean']:.2f}")  # fmt: skip
             time.sleep(2)
@@ -264,16 +299,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     styles = {0: "-", 1: "--"}
     for i, s in enumerate(result["series"]):
-        for run in s["runs"]:
+        done = [r for r in s["runs"] if "abandoned" not in r]
+        for run in done:
             cdf = run["cdf_ms"]
             axes[0].plot(cdf, [j / 200 for j in range(len(cdf))], styles[i % 2],
                          label=f"{run['users']} users, {s['where']}", lw=1)  # fmt: skip
-        users = [r["users"] for r in s["runs"]]
-        axes[1].plot(users, [r["drone_cpu_percent"] for r in s["runs"]], "o" + styles[i % 2],
+        users = [r["users"] for r in done]
+        axes[1].plot(users, [r["drone_cpu_percent"] for r in done], "o" + styles[i % 2],
                      label=f"drone, {s['where']}")  # fmt: skip
-        axes[1].plot(users, [r.get("web_cpu_percent", 0) for r in s["runs"]],
+        axes[1].plot(users, [r.get("web_cpu_percent", 0) for r in done],
                      "x" + styles[i % 2], label=f"web container, {s['where']}")  # fmt: skip
-        axes[2].plot(users, [r["load1_mean"] for r in s["runs"]], "o" + styles[i % 2],
+        axes[2].plot(users, [r["load1_mean"] for r in done], "o" + styles[i % 2],
                      label=s["where"])  # fmt: skip
     axes[0].set_xscale("log")
     axes[0].set_xlabel("response time (ms, log)")
