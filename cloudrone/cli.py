@@ -7,6 +7,7 @@ A thin layer: every command calls functions that scripts and tests call too
 from __future__ import annotations
 
 import difflib
+import filecmp
 import json
 import os
 import shutil
@@ -253,11 +254,7 @@ def up(
     if unpacked is not None:
         with _fleet_errors():
             offline = _offline(mission, unpacked)
-    if any(s.build for s in mission.services):
-        console.print("[bold blue]==>[/] Service images built here")
-        with _fleet_errors():
-            deploy.build_images(mission, log=console.print)
-
+    _build_images(mission)
     state = mission_state_dir(mission.name)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     inventory = state / "inventory.yml"
@@ -314,6 +311,14 @@ def up(
     _print_access(mission)
 
 
+def _build_images(mission: Mission) -> None:
+    """The images the bundle builds here, each saved where every drone loads it from."""
+    if any(s.build for s in mission.services):
+        console.print("[bold blue]==>[/] Service images built here")
+        with _fleet_errors():
+            deploy.build_images(mission, log=console.print)
+
+
 def _offline(mission: Mission, unpacked: packing.Unpacked) -> dict[str, str]:
     """Images from the pack, its offline package cache started; the inventory's settings."""
     for service in mission.services:
@@ -321,7 +326,7 @@ def _offline(mission: Mission, unpacked: packing.Unpacked) -> dict[str, str]:
         if service.build and archive is not None:
             target = built_archive(mission, service)
             target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists() or target.read_bytes() != archive.read_bytes():
+            if not target.exists() or not filecmp.cmp(archive, target, shallow=False):
                 shutil.copyfile(archive, target)
     packing.start_offline_cache(unpacked, console.print)
     if mission.target == "sim":
@@ -363,16 +368,13 @@ def pack(
             if machine
             else packing.default_targets(mission, suite)
         )
-        console.print(
-            f"[bold]Mission {mission.name}[/]: packing for {', '.join(str(t) for t in targets)}"
-        )
-        built = {}
-        if any(s.build for s in mission.services):
-            console.print("[bold blue]==>[/] Service images built here")
-            deploy.build_images(mission, log=console.print)
-            built = {s.name: built_archive(mission, s) for s in mission.services if s.build}
-        console.print("[bold blue]==>[/] What the drones install")
-        manifest = packing.pack(mission, out, targets, built, log=console.print)
+    console.print(
+        f"[bold]Mission {mission.name}[/]: packing for {', '.join(str(t) for t in targets)}"
+    )
+    _build_images(mission)
+    console.print("[bold blue]==>[/] What the drones install")
+    with _fleet_errors():
+        manifest = packing.pack(mission, out, targets, log=console.print)
     files = manifest["files"]
     size = sum(f["size"] for f in files.values())
     console.print(

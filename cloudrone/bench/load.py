@@ -42,8 +42,10 @@ from typing import Any
 
 import docker
 
+from cloudrone.fleet import sim
 from cloudrone.mission import deploy
 from cloudrone.mission.model import Mission, load, reach
+from cloudrone.mission.plan import fleet_spec
 from cloudrone.paths import project_root
 
 CGROUP = Path("/sys/fs/cgroup")
@@ -181,14 +183,7 @@ def _quantile(values: list[int], q: float) -> float:
 
 
 def _fleet_up(mission: Mission, bundle: Path) -> None:
-    client = docker.from_env()
-    for drone in mission.drones:
-        try:
-            if client.containers.get(f"cloudrone-{mission.name}-{drone.name}").status != "running":
-                break
-        except docker.errors.NotFound:
-            break
-    else:
+    if all(d["state"] == "running" for d in sim.SimFleet(fleet_spec(mission)).describe()):
         return
     print(f"==> cloudrone_cli mission up {bundle} (the fleet is not running)")
     cli = Path(sys.executable).with_name("cloudrone_cli")
@@ -215,33 +210,31 @@ def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
         raise SystemExit(f"{bundle}: no TCP service to load")
     serving = mission.service_drones(service)[0].name
     far, hops = _farthest(mission, serving)
-    client = docker.from_env()
-    drone_id = client.containers.get(f"cloudrone-{mission.name}-{serving}").id
-    image = client.containers.get(f"cloudrone-{mission.name}-{serving}").image.tags[0]
-    phones = deploy.ensure_phones(mission, image, print)
+    drone = docker.from_env().containers.get(fleet_spec(mission).container_name(serving))
+    phones = deploy.ensure_phones(mission, drone.image.tags[0], print)
     port = next(p for p in service.ports if p.protocol == "tcp").published
     host = f"{service.dns}.{mission.access_point.domain}"
     series = []
-    for where, drone, radio_hops in (
+    for where, on, radio_hops in (
         ("under the drone", serving, 0),
         ("across the mesh", far, hops),
     ):
-        phone = phones[drone]
-        if deploy.lease_of(phone, str(mission.drone(drone).ap_subnet)) is None:
-            phone.join()
-        found = deploy.fetch(phone, mission, drone, service)
+        phone = phones[on]
+        deploy.ensure_lease(phone, mission, on, print)
+        found = deploy.fetch(phone, mission, on, service)
         if not found.ok:
             raise SystemExit(f"{phone.name} cannot reach {host}: {found.line()}")
         address = found.detail["addresses"][0]
-        pid = client.containers.get(phone.name).attrs["State"]["Pid"]
+        phone.container.reload()
+        pid = phone.container.attrs["State"]["Pid"]
         ab(pid, address, host, port, 10, 500)  # warm-up
         runs = []
         for u in users:
             before = retransmitted(pid)
-            web = Sampler(drone_id).web
-            dropped = listen_drops(web)
+            sampler = Sampler(drone.id)
+            dropped = listen_drops(sampler.web)
             try:
-                with Sampler(drone_id) as sampler:
+                with sampler:
                     result = ab(pid, address, host, port, u, requests)
             except Abandoned as exc:
                 resent = retransmitted(pid) - before
@@ -251,7 +244,7 @@ def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
                 time.sleep(5)
                 continue
             result["phone_retransmitted_segments"] = retransmitted(pid) - before
-            after = listen_drops(web)
+            after = listen_drops(sampler.web)
             if dropped is not None and after is not None:
                 result["web_listen_overflows"] = after - dropped
             times = result.pop("ms")
@@ -275,7 +268,7 @@ def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
                   f"drone CPU {run['drone_cpu_percent']:>5.1f} %, "
                   f"load {run['load1_mean']:.2f}")  # fmt: skip
             time.sleep(2)
-        series.append({"where": where, "phone_on": drone, "mesh_hops": radio_hops,
+        series.append({"where": where, "phone_on": on, "mesh_hops": radio_hops,
                        "address": address, "runs": runs})  # fmt: skip
     return {
         "date": datetime.date.today().isoformat(),

@@ -85,6 +85,13 @@ def ensure_phones(mission: Mission, image: str, log: Log) -> dict[str, sim.Phone
     return phones
 
 
+def ensure_lease(phone: sim.Phone, mission: Mission, drone: str, log: Log) -> None:
+    """The phone holds a lease from its drone's access point, asking for one if not."""
+    if lease_of(phone, str(mission.drone(drone).ap_subnet)) is None:
+        address = phone.join()
+        log(f"    {phone.name} joined {drone}'s access point: lease {address}")
+
+
 def lease_of(phone: sim.Phone, drone_subnet: str) -> str | None:
     """The phone's address when it holds one of its drone's leases."""
     code, out = phone.sh("cat /run/phone-lease 2>/dev/null")
@@ -174,10 +181,7 @@ def prove_services(
     if not wanted:
         return []
     for drone, phone in phones.items():
-        subnet = str(mission.drone(drone).ap_subnet)
-        if lease_of(phone, subnet) is None:
-            address = phone.join()
-            log(f"    {phone.name} joined {drone}'s access point: lease {address}")
+        ensure_lease(phone, mission, drone, log)
     pending = [(d, p, s) for d, p in phones.items() for s in wanted]
     results: dict[tuple[str, str], Fetch] = {}
     deadline = time.monotonic() + timeout

@@ -31,7 +31,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -44,14 +43,16 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from cloudrone import wheelhouse
+from cloudrone.fleet import image as drone_image
 from cloudrone.mission.model import Mission
+from cloudrone.mission.plan import built_archive
 from cloudrone.paths import mission_state_dir, project_root
 
 Log = Callable[[str], None]
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-ONLINE_PORT = 3142
+# the controller's apt-cacher-ng is drone_image.CACHE_PORT; the pack's own, offline, beside it
 OFFLINE_PORT = 3143
 APT_CACHE_DIR = Path(os.environ.get("CLOUDRONE_APT_CACHE_DIR", "/var/cache/apt-cacher-ng"))
 ACNG_CONFIG = Path("/etc/apt-cacher-ng")
@@ -137,7 +138,7 @@ def _apt(
         f"Dir::State::status={root}/status",
         f"APT::Architecture={target.arch}",
         f"APT::Architectures::={target.arch}",
-        f"Acquire::http::Proxy=http://127.0.0.1:{ONLINE_PORT}",
+        f"Acquire::http::Proxy=http://127.0.0.1:{drone_image.CACHE_PORT}",
         # what a drone fetches: its indices and the English descriptions
         "Acquire::Languages::=en",
         "Debug::NoLocking=1",
@@ -173,8 +174,8 @@ def resolve_debs(target: Target, packages: list[str], mirror: str, log: Log) -> 
         proc = _apt(root, target, "update")
         if proc.returncode != 0 or "W: " in proc.stderr or "E: " in proc.stderr:
             raise PackError(
-                f"apt could not read {target.suite}'s package lists for {target.arch} through "
-                f"the package cache (127.0.0.1:{ONLINE_PORT}; scripts/setup.sh starts it):\n"
+                f"apt could not read {target.suite}'s package lists for {target.arch} through the "
+                f"package cache (127.0.0.1:{drone_image.CACHE_PORT}; scripts/setup.sh starts it):\n"
                 + proc.stderr.strip()
             )
         known = set(_apt(root, target, "pkgnames", tool="apt-cache").stdout.split())
@@ -195,11 +196,11 @@ def resolve_debs(target: Target, packages: list[str], mirror: str, log: Log) -> 
         if proc.returncode != 0:
             raise PackError(f"downloading the packages for {target} failed:\n{proc.stderr}")
         files = [_cache_path(u) for u in uris]
-        files += _index_files(root, mirror, dists, target.arch)
+        files += _index_files(dists, target.arch)
     return files
 
 
-def _index_files(root: Path, mirror: str, dists: list[str], arch: str) -> list[str]:
+def _index_files(dists: list[str], arch: str) -> list[str]:
     """Each dist's InRelease and the package lists it signs, as apt-cacher-ng keeps them."""
     files = []
     wanted = re.compile(rf"^main/(binary-{arch}/Packages|i18n/Translation-en)(\.\w+)?$")
@@ -232,19 +233,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def pack(
-    mission: Mission,
-    out: Path,
-    targets: list[Target],
-    built: dict[str, Path],
-    log: Log,
-) -> dict:
-    """Write the pack of ``mission`` to ``out``; returns the manifest."""
+def pack(mission: Mission, out: Path, targets: list[Target], log: Log) -> dict:
+    """Write the pack of ``mission`` to ``out``; returns the manifest.
+
+    The images the bundle builds must be built already (``deploy.build_images``).
+    """
     members: dict[str, Path] = {}
     for f in sorted(p for p in mission.bundle.rglob("*") if p.is_file()):
         members["bundle/" + f.relative_to(mission.bundle).as_posix()] = f
-    for service, archive in built.items():
-        members[f"images/{service}.tar"] = archive
+    for service in mission.services:
+        if service.build:
+            members[f"images/{service.name}.tar"] = built_archive(mission, service)
 
     log(f"    drone Python bundles: {', '.join(str(t.wheel) for t in targets)}")
     wheel_dest = project_root() / "build" / "wheelhouse"
@@ -258,7 +257,7 @@ def pack(
         for f in sorted(folder.iterdir()):
             members[f"wheelhouse/{t.wheel}/{f.name}"] = f
 
-    mirror = _recipe_mirror()
+    mirror = drone_image.Recipe.load().mirror
     packages = drone_packages()
     log(f"    Debian packages ({len(packages)} named by the drone roles, and what they need)")
     for t in targets:
@@ -306,11 +305,6 @@ def write_archive(out: Path, mission: str, targets: list[dict], members: dict[st
                 tar.addfile(info, f)
     partial.replace(out)
     return manifest
-
-
-def _recipe_mirror() -> str:
-    recipe = yaml.safe_load((project_root() / "images" / "drone" / "recipe.yml").read_text())
-    return str(recipe["mirror"]).rstrip("/")
 
 
 # --- Using a pack -----------------------------------------------------------------
@@ -410,14 +404,6 @@ def unpack(archive: Path, log: Log) -> Unpacked:
 # --- The offline package cache ------------------------------------------------------
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def offline_cache_pidfile(mission_name: str) -> Path:
     return mission_state_dir(mission_name) / "apt-cacher-ng" / "pid"
 
@@ -427,7 +413,7 @@ def start_offline_cache(unpacked: Unpacked, log: Log, port: int = OFFLINE_PORT) 
     name = unpacked.manifest["mission"]
     run = offline_cache_pidfile(name).parent
     stop_offline_cache(name)
-    if _answers(port):
+    if drone_image.cache_answers(port=port):
         raise PackError(
             f"port {port} is taken by another program; the offline package cache needs it "
             "(stop it, or take the other mission down)"
@@ -444,7 +430,7 @@ def start_offline_cache(unpacked: Unpacked, log: Log, port: int = OFFLINE_PORT) 
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     deadline = time.monotonic() + 10
-    while not _answers(port):
+    while not drone_image.cache_answers(port=port):
         if time.monotonic() > deadline:
             raise PackError(f"the offline package cache did not start (exit {proc.returncode}): "
                             f"{proc.stderr.strip()}; its log is in {run}")  # fmt: skip
