@@ -90,7 +90,10 @@ def test_lossy_link_etx_goes_around_it_hop_count_does_not(triangle, mode) -> Non
         assert route["metric"] == 2 and route["rtpMetricCost"] < cost[addr["c"]]
         assert addr["b"] in st["mpr"]["mprs"]
         ratio = delivered(lab, "a", "c", addr["c"])
-        assert ratio > 0.99, ratio
+        # the direct link would deliver about 60%; around it nearly all arrive (a datagram
+        # or two may still go when the host is busy, or the lossy link's cost dips a moment)
+        assert ratio > 0.95, ratio
+        assert next_hop(lab, "a", addr["c"]) == addr["b"]
     else:
         assert lab_mod.wait_until(lambda: next_hop(lab, "a", addr["c"]) == addr["c"], 30)
         time.sleep(3)  # a steady state to measure: past the first HELLOs
