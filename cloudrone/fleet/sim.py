@@ -729,7 +729,8 @@ touch "$marker"
 
 
 # What a phone's DHCP client does with its lease, as busybox udhcpc hands it
-# over (ip, mask, router, dns, domain in the environment).
+# over (ip, mask, router, dns, domain in the environment; options it has no
+# name for as optNNN, in hex: the captive portal's URI of RFC 8910 is opt114).
 PHONE_DHCP_SCRIPT = """#!/bin/sh
 case "$1" in
   deconfig) ip -4 addr flush dev "$interface" ;;
@@ -740,6 +741,7 @@ case "$1" in
     : > /etc/resolv.conf
     [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
     for s in $dns; do echo "nameserver $s" >> /etc/resolv.conf; done
+    if [ -n "$opt114" ]; then echo "$opt114" > /run/phone-captive; else rm -f /run/phone-captive; fi
     echo "$ip" > /run/phone-lease ;;
 esac
 """
@@ -776,13 +778,18 @@ class Phone:
         code, out = self.sh(
             f"printf %s {script} > {hook} && chmod +x {hook}"
             f" && ip -4 addr flush dev {interface} && rm -f /run/phone-lease"
-            f" && busybox udhcpc -i {interface} -s {hook} -f -q -n"
+            f" && busybox udhcpc -i {interface} -s {hook} -f -q -n -O 114"
             f" -t {timeout} -T 1 && cat /run/phone-lease",
             timeout=timeout + 10,
         )
         if code != 0:
             raise FleetError(f"phone {self.name} got no lease: {out.strip()}")
         return out.strip().splitlines()[-1]
+
+    def captive_portal(self) -> str | None:
+        """The captive portal's URI the last lease carried (DHCP option 114), if any."""
+        code, out = self.sh("cat /run/phone-captive")
+        return bytes.fromhex(out.strip()).decode() if code == 0 and out.strip() else None
 
     def remove(self) -> None:
         with contextlib.suppress(docker.errors.NotFound):

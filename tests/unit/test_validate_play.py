@@ -105,6 +105,26 @@ CASES = {
         changed(d1={"cloudrone_ap_subnet": "10.43.1.1/24"}),
         ["d1", "cloudrone_ap_subnet", "the network address itself"],
     ),
+    "a landing page that is no service": (
+        changed(
+            vars={
+                "cloudrone_services": [{"name": "camp", "address": "10.42.0.12", "port": 80}],
+                "access_point_portal": "welcome",
+            }
+        ),
+        ['access_point_portal is "welcome"', "none of access_point_services (camp)"],
+    ),
+    "a landing page the checks cannot reach": (
+        # no uplink anywhere: the phones' checks come on port 80
+        changed(
+            d2={"mesh_gateway": False},
+            vars={
+                "cloudrone_services": [{"name": "welcome", "address": "10.42.0.12", "port": 8080}],
+                "access_point_portal": "welcome",
+            },
+        ),
+        ["published on port 8080", "publish the landing page on 80"],
+    ),
     "two gateways without a metric": (
         changed(d1={"mesh_gateway": True}),
         ["d1, d2 are all gateways", "mesh_gateway_metric", "1 for the preferred uplink"],

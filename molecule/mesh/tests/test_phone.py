@@ -157,6 +157,49 @@ def test_drones_have_names_and_the_domain_is_answered_locally(phone, lease):
     assert time.monotonic() - started < 5
 
 
+WELCOME = MESH["drone-b"]  # molecule.yml's landing page, access_point_portal
+CHECK_HOSTS = ["connectivitycheck.gstatic.com", "captive.apple.com", "www.msftconnecttest.com",
+               "detectportal.firefox.com"]  # fmt: skip
+
+
+def test_the_lease_names_the_landing_page_by_option_114(phone, lease):
+    # RFC 8910: the URI of the captive-portal API, for phones that ask for it
+    assert phone.captive_portal() == "http://welcome.cloudrone.internal/captive-portal/api"
+
+
+@pytest.mark.parametrize("host", CHECK_HOSTS)
+def test_the_phones_internet_checks_reach_the_landing_page(phone, lease, host):
+    # Android, iOS, Windows, Firefox: with no uplink in the fleet, their checks come
+    # to the landing page, which tells them what this network is
+    code, out = phone.sh(f"python3 -c \"import socket; print(socket.gethostbyname('{host}'))\"")
+    assert code == 0 and out.strip() == WELCOME, out
+
+
+def test_other_outside_names_are_still_not_answered(phone, lease):
+    code, out = phone.sh(f"busybox nslookup example.org {ACCESS_POINT['drone-a']}")
+    assert code != 0 and WELCOME not in out, out
+
+
+def dns_query(server: str, name: str) -> str:
+    """A one-question DNS query to ``server`` over UDP, in Python: prints the answer in hex."""
+    question = "".join(f"{len(p):02x}{p.encode().hex()}" for p in name.split(".")) + "00"
+    return "python3 -c " + shlex.quote(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
+        f"s.sendto(bytes.fromhex('abcd01000001000000000000{question}00010001'), ('{server}', 53)); "
+        "print(s.recv(512).hex())"
+    )
+
+
+def test_the_management_network_is_never_captured(phone, lease, on_drone):
+    host = "connectivitycheck.gstatic.com"
+    # the operator's side: drone-a's resolver does not answer on its management address
+    code, out = on_drone("drone-b", dns_query(MANAGEMENT["drone-a"], host))
+    assert code != 0 and ("timed out" in out or "refused" in out), out
+    # the same question on the access point is answered with the page's address
+    code, out = phone.sh(dns_query(ACCESS_POINT["drone-a"], host))
+    assert code == 0 and out.strip().endswith(socket.inet_aton(WELCOME).hex()), out
+
+
 @pytest.mark.parametrize(
     "target",
     [
