@@ -62,6 +62,7 @@ command -v nft >/dev/null || need+=(nftables)  # radio range of the simulated fl
 command -v tshark >/dev/null || need+=(tshark)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v ab >/dev/null || need+=(apache2-utils)  # the paper's load test (cloudrone.bench.load)
+command -v chromium >/dev/null || need+=(chromium)  # a real browser: the landing page as a phone opens it
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   # tshark asks whether non-root users may capture; the default (no) is right.

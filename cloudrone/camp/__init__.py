@@ -1,0 +1,1 @@
+"""The relief camp's own services: small, standard library only, for a Pi 2."""
