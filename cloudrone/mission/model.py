@@ -126,6 +126,11 @@ class RadioPlan:
     partitioned: bool = False
 
 
+# the landing page's name in the access point's domain (the access point role's
+# access_point_portal_name)
+LANDING_PAGE_NAME = "welcome"
+
+
 @dataclass(frozen=True)
 class AccessPointPlan:
     ssid: str = "cloudrone"
@@ -134,6 +139,7 @@ class AccessPointPlan:
     passphrase_env: str = "CLOUDRONE_AP_PASSPHRASE"
     domain: str = "cloudrone.internal"
     client_isolation: bool = False
+    landing_page: bool = False
 
 
 @dataclass(frozen=True)
@@ -415,6 +421,14 @@ def load(bundle: Path) -> Mission:
     archives = _archives(bundle, report)
     secrets_file = _secrets_file(bundle, data.get("secrets"), report)
     services = _services(data.get("services") or [], bundle, drones, registry, archives, report)
+    if access_point.landing_page:
+        for i, s in enumerate(data.get("services") or []):
+            if isinstance(s, dict) and s.get("dns", s.get("name")) == LANDING_PAGE_NAME:
+                report(
+                    ["services", i, "dns"],
+                    f"{LANDING_PAGE_NAME} is the landing page's name (access_point.landing_page);"
+                    " give this service another dns name",
+                )
     problems.raise_if_any(MissionError)
 
     default_key = "~/.ssh/cloudrone_sim_ed25519" if target == "sim" else "~/.ssh/id_ed25519"
@@ -567,6 +581,7 @@ def _access_point(raw: dict[str, Any], radio: RadioPlan, report: Report) -> Acce
         passphrase_env=raw.get("passphrase_env", "CLOUDRONE_AP_PASSPHRASE"),
         domain=raw.get("domain", "cloudrone.internal"),
         client_isolation=raw.get("client_isolation", False),
+        landing_page=raw.get("landing_page", False),
     )
 
 

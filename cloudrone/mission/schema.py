@@ -203,6 +203,12 @@ SCHEMA: dict[str, Any] = {
                 "client_isolation": _s(
                     "boolean", "Keep phones from reaching each other (default false)."
                 ),
+                "landing_page": _s(
+                    "boolean",
+                    "Each drone shows joining phones a page of what this network is and "
+                    "which services run where; with no gateway, the phones' Internet checks "
+                    "open it (default false). Its name is welcome.DOMAIN.",
+                ),
             },
         },
         "gateways": {

@@ -178,6 +178,7 @@ BROKEN = [
      "not a folder inside the bundle"),
     ("      recipe: tinyweb\n", "      recipe: nginx\n", "services[0].build.recipe", "tinyweb"),
     ("    dns: news\n", "    dns: News!\n", "services[0].dns", "lower-case letters"),
+    ("    dns: news\n", "    dns: welcome\n", "services[0].dns", "is the landing page's name"),
     ("    replicas: 1\n", "    replicas: 1\n    placement: binpack\n", "services[0].drones",
      "binpack chooses the drones itself"),
     ("access_point:\n", "gateways:\n  - {drone: drone-1, metric: 1}\n  - {drone: drone-2, "

@@ -105,25 +105,23 @@ CASES = {
         changed(d1={"cloudrone_ap_subnet": "10.43.1.1/24"}),
         ["d1", "cloudrone_ap_subnet", "the network address itself"],
     ),
-    "a landing page that is no service": (
+    "a landing page on a service's port": (
         changed(
             vars={
-                "cloudrone_services": [{"name": "camp", "address": "10.42.0.12", "port": 80}],
-                "access_point_portal": "welcome",
+                "cloudrone_services": [{"name": "camp", "address": "10.42.0.12", "port": 8008}],
+                "access_point_portal": True,
             }
         ),
-        ['access_point_portal is "welcome"', "none of access_point_services (camp)"],
+        ["access_point_portal_port 8008", "that no service uses (8008)", "change the one"],
     ),
-    "a landing page the checks cannot reach": (
-        # no uplink anywhere: the phones' checks come on port 80
+    "a landing page named as a service": (
         changed(
-            d2={"mesh_gateway": False},
             vars={
-                "cloudrone_services": [{"name": "welcome", "address": "10.42.0.12", "port": 8080}],
-                "access_point_portal": "welcome",
-            },
+                "cloudrone_services": [{"name": "welcome", "address": "10.42.0.12", "port": 80}],
+                "access_point_portal": True,
+            }
         ),
-        ["published on port 8080", "publish the landing page on 80"],
+        ['access_point_portal_name "welcome"', "no service of access_point_services takes"],
     ),
     "two gateways without a metric": (
         changed(d1={"mesh_gateway": True}),

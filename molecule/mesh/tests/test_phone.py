@@ -157,27 +157,66 @@ def test_drones_have_names_and_the_domain_is_answered_locally(phone, lease):
     assert time.monotonic() - started < 5
 
 
-WELCOME = MESH["drone-b"]  # molecule.yml's landing page, access_point_portal
+LANDING = "http://welcome.cloudrone.internal/"
 CHECK_HOSTS = ["connectivitycheck.gstatic.com", "captive.apple.com", "www.msftconnecttest.com",
                "detectportal.firefox.com"]  # fmt: skip
+# What the phone's check sees, as the operating system asks: no redirect followed.
+FETCH = r"""
+import sys, urllib.request, urllib.error
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+opener = urllib.request.build_opener(Stay)
+method, url = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+try:
+    r = opener.open(req, timeout=10)
+    print(r.status, r.headers.get("Location", ""), r.read().decode(), sep="\n")
+except urllib.error.HTTPError as e:
+    print(e.code, e.headers.get("Location", ""), sep="\n")
+"""
+
+
+def fetch(phone, method: str, url: str) -> tuple[int, str, str]:
+    code, out = phone.sh(f"python3 -c {shlex.quote(FETCH)} {method} {url}")
+    assert code == 0, out
+    status, location, *body = out.split("\n")
+    return int(status), location, "\n".join(body)
 
 
 def test_the_lease_names_the_landing_page_by_option_114(phone, lease):
     # RFC 8910: the URI of the captive-portal API, for phones that ask for it
-    assert phone.captive_portal() == "http://welcome.cloudrone.internal/captive-portal/api"
+    assert phone.captive_portal() == LANDING + "captive-portal/api"
 
 
-@pytest.mark.parametrize("host", CHECK_HOSTS)
-def test_the_phones_internet_checks_reach_the_landing_page(phone, lease, host):
+@pytest.mark.parametrize("host", [*CHECK_HOSTS, "welcome.cloudrone.internal"])
+def test_the_phones_internet_checks_reach_the_phones_own_drone(phone, lease, host):
     # Android, iOS, Windows, Firefox: with no uplink in the fleet, their checks come
-    # to the landing page, which tells them what this network is
+    # to drone A's landing page, which tells them what this network is
     code, out = phone.sh(f"python3 -c \"import socket; print(socket.gethostbyname('{host}'))\"")
-    assert code == 0 and out.strip() == WELCOME, out
+    assert code == 0 and out.strip() == ACCESS_POINT["drone-a"], out
+
+
+def test_a_check_opens_the_landing_page_until_the_phone_chose_the_network(phone, lease):
+    check = "http://connectivitycheck.gstatic.com/generate_204"
+    # the phone has not chosen yet
+    status, location, _ = fetch(phone, "GET", check)
+    assert (status, location) == (302, LANDING)
+    status, _, page = fetch(phone, "GET", LANDING)
+    assert status == 200 and "Welcome to cloudrone" in page  # the access point's SSID
+    assert "http://camp.cloudrone.internal:8080/" in page
+    assert "drone-c" in page
+    status, location, _ = fetch(phone, "POST", LANDING + "accept")
+    assert (status, location) == (303, LANDING)
+    # now the phone finds "the Internet" and keeps the WiFi
+    assert fetch(phone, "GET", check)[0] == 204
+    status, _, body = fetch(phone, "GET", "http://captive.apple.com/hotspot-detect.html")
+    assert status == 200 and "<TITLE>Success</TITLE>" in body
 
 
 def test_other_outside_names_are_still_not_answered(phone, lease):
-    code, out = phone.sh(f"busybox nslookup example.org {ACCESS_POINT['drone-a']}")
-    assert code != 0 and WELCOME not in out, out
+    code, out = phone.sh("python3 -c \"import socket; socket.gethostbyname('example.org')\"")
+    assert code != 0 and "gaierror" in out, out
 
 
 def dns_query(server: str, name: str) -> str:
@@ -197,7 +236,7 @@ def test_the_management_network_is_never_captured(phone, lease, on_drone):
     assert code != 0 and ("timed out" in out or "refused" in out), out
     # the same question on the access point is answered with the page's address
     code, out = phone.sh(dns_query(ACCESS_POINT["drone-a"], host))
-    assert code == 0 and out.strip().endswith(socket.inet_aton(WELCOME).hex()), out
+    assert code == 0 and out.strip().endswith(socket.inet_aton(ACCESS_POINT["drone-a"]).hex()), out
 
 
 @pytest.mark.parametrize(
