@@ -16,26 +16,13 @@ from playwright.sync_api import sync_playwright
 
 from cloudrone.camp import portal
 from tests.conftest import ROOT
+from tests.unit.test_portal import CONFIG, LANDING
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "portal"
-LANDING = "http://welcome.cloudrone.internal/"
 ANDROID = "http://connectivitycheck.gstatic.com/generate_204"
-CONFIG = {
-    "network": "relief-camp",
-    "url": LANDING,
-    "services": [
-        {
-            "name": "maps",
-            "url": "http://maps.cloudrone.internal/",
-            "title": {"en": "Offline maps", "fr": "Cartes hors ligne"},
-            "drones": ["drone-2"],
-        },
-        {"name": "board", "url": "http://board.cloudrone.internal/", "title": "Who is safe"},
-    ],
-}
 
 
 @pytest.fixture(scope="module")
