@@ -97,7 +97,11 @@ async def fly_with_mavsdk(b: Any) -> dict[str, Any]:
             lambda: _if(telemetry.home(), lambda h: not math.isnan(h.latitude_deg)),
             what="home position",
         )
-        seen["attitude"] = await until(telemetry.attitude_euler, what="attitude")
+        # MAVSDK may hand out its unset value (NaN) before the first ATTITUDE lands
+        seen["attitude"] = await until(
+            lambda: _if(telemetry.attitude_euler(), lambda a: not math.isnan(a.roll_deg)),
+            what="attitude",
+        )
         seen["landed_state"] = await until(telemetry.landed_state, what="landed state")
         assert await telemetry.armed() is False
 
