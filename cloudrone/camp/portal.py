@@ -56,7 +56,20 @@ ONLINE: dict[str, tuple[int, str, bytes]] = {
     "/canonical.html": (200, "text/html", FIREFOX_CANONICAL),
     "/check_network_status.txt": (200, "text/plain", b"NetworkManager is online\n"),
 }
+# Ubuntu's NetworkManager asks for the root of its own host and wants a header.
+UBUNTU_CHECK = "connectivity-check.ubuntu.com"
 API_PATH = "/captive-portal/api"
+BODY_LIMIT = 65536  # the only form posts an empty body
+
+
+def online_answer(host: str, path: str) -> tuple[int, str, bytes, dict[str, str]] | None:
+    """What the Internet answers this check, or None when it is no check."""
+    if path in ONLINE:
+        return (*ONLINE[path], {})
+    if host == UBUNTU_CHECK and path == "/":
+        return 204, "text/plain", b"", {"X-NetworkManager-Status": "online"}
+    return None
+
 
 # The page's words, per language. English is the fallback.
 TEXT: dict[str, dict[str, str]] = {
@@ -259,12 +272,12 @@ def make_handler(config: dict[str, Any], visitors: Visitors) -> type[BaseHTTPReq
                 body = json.dumps(api).encode()
                 self._send(200, body, "application/captive+json")
                 return
-            if path in ONLINE or (host == "connectivity-check.ubuntu.com" and path == "/"):
+            answer = online_answer(host, path)
+            if answer is not None:
                 if not visitors.accepted(client):
                     self._to_landing()
                     return
-                status, ctype, body = ONLINE.get(path, (204, "text/plain", b""))
-                extra = {"X-NetworkManager-Status": "online"} if host.endswith("ubuntu.com") else {}
+                status, ctype, body, extra = answer
                 self._send(status, body, ctype, extra)
                 return
             if host and host not in own_names and not _is_address(host):
@@ -280,8 +293,9 @@ def make_handler(config: dict[str, Any], visitors: Visitors) -> type[BaseHTTPReq
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(min(length, 65536))
+            self.rfile.read(min(length, BODY_LIMIT))
+            if length > BODY_LIMIT:
+                self.close_connection = True  # the rest would be read as the next request
             if urlsplit(self.path).path == "/accept":
                 visitors.accept(self.client_address[0])
                 self._send(303, b"", headers={"Location": landing})

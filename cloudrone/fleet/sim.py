@@ -746,6 +746,22 @@ case "$1" in
 esac
 """
 PHONE_BUSYBOX = "/bin/busybox"  # static; the host setup installs busybox-static
+# One HTTP request as a phone's operating system makes its Internet check: no
+# redirect followed. Prints {"status", "location", "body"} as JSON.
+PHONE_HTTP = r"""
+import json, sys, urllib.error, urllib.request
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+method, url = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+try:
+    r = urllib.request.build_opener(Stay).open(req, timeout=10)
+    out = {"status": r.status, "location": r.headers.get("Location", ""), "body": r.read().decode()}
+except urllib.error.HTTPError as e:
+    out = {"status": e.code, "location": e.headers.get("Location", ""), "body": ""}
+print(json.dumps(out))
+"""
 
 
 class Phone:
@@ -785,6 +801,14 @@ class Phone:
         if code != 0:
             raise FleetError(f"phone {self.name} got no lease: {out.strip()}")
         return out.strip().splitlines()[-1]
+
+    def http(self, url: str, method: str = "GET") -> tuple[int, str, str]:
+        """(status, Location, body) of one request from the phone, redirects not followed."""
+        code, out = self.sh(f"python3 -c {shlex.quote(PHONE_HTTP)} {method} {shlex.quote(url)}")
+        if code != 0:
+            raise FleetError(f"phone {self.name}: {method} {url} failed: {out.strip()}")
+        answer = json.loads(out.strip().splitlines()[-1])
+        return answer["status"], answer["location"], answer["body"]
 
     def captive_portal(self) -> str | None:
         """The captive portal's URI the last lease carried (DHCP option 114), if any."""

@@ -420,15 +420,15 @@ def load(bundle: Path) -> Mission:
     registry = RegistryPlan(**data["registry"]) if "registry" in data else None
     archives = _archives(bundle, report)
     secrets_file = _secrets_file(bundle, data.get("secrets"), report)
-    services = _services(data.get("services") or [], bundle, drones, registry, archives, report)
-    if access_point.landing_page:
-        for i, s in enumerate(data.get("services") or []):
-            if isinstance(s, dict) and s.get("dns", s.get("name")) == LANDING_PAGE_NAME:
-                report(
-                    ["services", i, "dns"],
-                    f"{LANDING_PAGE_NAME} is the landing page's name (access_point.landing_page);"
-                    " give this service another dns name",
-                )
+    # names the fleet itself answers, which no service may take
+    reserved_dns = (
+        {LANDING_PAGE_NAME: "the landing page's name (access_point.landing_page)"}
+        if access_point.landing_page
+        else {}
+    )
+    services = _services(
+        data.get("services") or [], bundle, drones, registry, archives, reserved_dns, report
+    )
     problems.raise_if_any(MissionError)
 
     default_key = "~/.ssh/cloudrone_sim_ed25519" if target == "sim" else "~/.ssh/id_ed25519"
@@ -631,6 +631,7 @@ def _services(
     drones: list[DronePlan],
     registry: RegistryPlan | None,
     archives: list[tuple[Path, tuple[str, ...]]],
+    reserved_dns: dict[str, str],
     report: Report,
 ) -> list[ServicePlan]:
     names = [d.name for d in drones]
@@ -645,6 +646,10 @@ def _services(
             report([*where, "name"], f"services[{seen[name]}] is already {name}; rename one")
         seen.setdefault(name, i)
         dns = s.get("dns", name)
+        if dns in reserved_dns:
+            report(
+                [*where, "dns"], f"{dns} is {reserved_dns[dns]}; give this service another dns name"
+            )
         if dns in seen_dns and seen_dns[dns] != name:
             report([*where, "dns"], f"{dns} is already {seen_dns[dns]}'s name; give each its own")
         seen_dns.setdefault(dns, name)

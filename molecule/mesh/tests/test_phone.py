@@ -160,28 +160,6 @@ def test_drones_have_names_and_the_domain_is_answered_locally(phone, lease):
 LANDING = "http://welcome.cloudrone.internal/"
 CHECK_HOSTS = ["connectivitycheck.gstatic.com", "captive.apple.com", "www.msftconnecttest.com",
                "detectportal.firefox.com"]  # fmt: skip
-# What the phone's check sees, as the operating system asks: no redirect followed.
-FETCH = r"""
-import sys, urllib.request, urllib.error
-class Stay(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args):
-        return None
-opener = urllib.request.build_opener(Stay)
-method, url = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
-try:
-    r = opener.open(req, timeout=10)
-    print(r.status, r.headers.get("Location", ""), r.read().decode(), sep="\n")
-except urllib.error.HTTPError as e:
-    print(e.code, e.headers.get("Location", ""), sep="\n")
-"""
-
-
-def fetch(phone, method: str, url: str) -> tuple[int, str, str]:
-    code, out = phone.sh(f"python3 -c {shlex.quote(FETCH)} {method} {url}")
-    assert code == 0, out
-    status, location, *body = out.split("\n")
-    return int(status), location, "\n".join(body)
 
 
 def test_the_lease_names_the_landing_page_by_option_114(phone, lease):
@@ -200,17 +178,17 @@ def test_the_phones_internet_checks_reach_the_phones_own_drone(phone, lease, hos
 def test_a_check_opens_the_landing_page_until_the_phone_chose_the_network(phone, lease):
     check = "http://connectivitycheck.gstatic.com/generate_204"
     # the phone has not chosen yet
-    status, location, _ = fetch(phone, "GET", check)
+    status, location, _ = phone.http(check)
     assert (status, location) == (302, LANDING)
-    status, _, page = fetch(phone, "GET", LANDING)
+    status, _, page = phone.http(LANDING)
     assert status == 200 and "Welcome to cloudrone" in page  # the access point's SSID
     assert "http://camp.cloudrone.internal:8080/" in page
     assert "drone-c" in page
-    status, location, _ = fetch(phone, "POST", LANDING + "accept")
+    status, location, _ = phone.http(LANDING + "accept", "POST")
     assert (status, location) == (303, LANDING)
     # now the phone finds "the Internet" and keeps the WiFi
-    assert fetch(phone, "GET", check)[0] == 204
-    status, _, body = fetch(phone, "GET", "http://captive.apple.com/hotspot-detect.html")
+    assert phone.http(check)[0] == 204
+    status, _, body = phone.http("http://captive.apple.com/hotspot-detect.html")
     assert status == 200 and "<TITLE>Success</TITLE>" in body
 
 
