@@ -63,6 +63,7 @@ command -v tshark >/dev/null || need+=(tshark)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v ab >/dev/null || need+=(apache2-utils)  # the paper's load test (cloudrone.bench.load)
 command -v chromium >/dev/null || need+=(chromium)  # a real browser: the landing page as a phone opens it
+command -v npm >/dev/null || need+=(nodejs npm)  # the offline map page's libraries (npm registry)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   # tshark asks whether non-root users may capture; the default (no) is right.
@@ -159,6 +160,13 @@ else
     die "installing cloudrone itself failed" "read pip's error above"
   echo "$lock_sum" >"$stamp"
   ok "installed"
+fi
+
+# --- 4b. The offline map page's libraries -----------------------------------
+if [ "$ONLY_VENV" != 1 ]; then
+  say "Offline map page libraries (maplibre-gl, pmtiles; npm ci from cloudrone/camp/map)"
+  "$VENV/bin/python" -m cloudrone.camp.maps vendor ||
+    die "installing the map page's libraries failed" "read npm's error above"
 fi
 
 # --- 5. Drone base image ----------------------------------------------------

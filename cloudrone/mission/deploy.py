@@ -23,6 +23,7 @@ import docker.errors
 from cloudrone.fleet import sim, tinyweb
 from cloudrone.mission.model import Mission, ServicePlan
 from cloudrone.mission.plan import built_archive, fleet_spec
+from cloudrone.paths import mission_state_dir, project_root
 from cloudrone.rules import docker_archive_images
 
 Log = Callable[[str], None]
@@ -39,7 +40,9 @@ def build_images(mission: Mission, log: Log) -> dict[str, str]:
         if service.build is None:
             continue
         recipe, content = service.build
-        if recipe != "tinyweb":  # the schema admits no other yet
+        if recipe == "offline-map":
+            content = _map_site(mission, service, content, log)
+        elif recipe != "tinyweb":
             raise sim.FleetError(f"service {service.name}: no recipe {recipe}")
         tag = tinyweb.ensure(www=content, log=log)
         archive = built_archive(mission, service)
@@ -51,6 +54,23 @@ def build_images(mission: Mission, log: Log) -> dict[str, str]:
             log(f"    saved {tag} for {service.name} to {archive}")
         tags[service.name] = tag
     return tags
+
+
+def _map_site(mission: Mission, service: ServicePlan, source: Path | None, log: Log) -> Path:
+    """The web root of an offline-map service: its page, libraries and archive."""
+    from cloudrone.camp import maps  # the tiling libraries load only for a map
+
+    assert source is not None  # the model requires the map
+    site = mission_state_dir(mission.name) / "sites" / service.name
+    try:
+        info = maps.build_site(source, site, project_root() / maps.VENDOR_CACHE, log)
+    except maps.MapError as exc:
+        raise sim.FleetError(f"service {service.name}: {exc}") from None
+    log(
+        f"    {service.name}: {source.name} as {info['tiles']} tiles "
+        f"(zoom {info['min_zoom']}-{info['max_zoom']}, {info['bytes'] // 1024} KiB)"
+    )
+    return site
 
 
 def _holds(archive: Path, tag: str) -> bool:

@@ -45,7 +45,8 @@ HINTS: dict[str, str] = {
     "loss": "give a whole percent of frames lost, 0 to 99",
     "metric": "give 1 (preferred), 2 or 3",
     "security": "use open, wpa2 or wpa3",
-    "recipe": "use tinyweb (a static web server for a folder of the bundle)",
+    "recipe": "use tinyweb (a static web server for a folder of the bundle) or offline-map "
+    "(a map of a .pmtiles or .geojson file of the bundle)",
 }
 
 # Fields that would hold a secret in clear: refused, with the way to do it.
@@ -625,6 +626,31 @@ def _archives(bundle: Path, report: Report) -> list[tuple[Path, tuple[str, ...]]
     return out
 
 
+def _map_source(bundle: Path, content: str | None, where: list, report: Report) -> Path | None:
+    """The offline map's source file, checked as the recipe will read it."""
+    from cloudrone.camp import maps  # the tiling libraries load only for a map
+
+    if content is None:
+        report(where, "offline-map needs its map: give a .pmtiles or .geojson file of the bundle")
+        return None
+    path = (bundle / content).resolve()
+    if not path.is_relative_to(bundle.resolve()) or not path.is_file():
+        report(where, f"{content} is not a file inside the bundle; give one, like maps/camp.json")
+        return None
+    try:
+        if path.suffix == ".pmtiles":
+            maps.describe(path)
+        elif path.suffix in (".geojson", ".json"):
+            maps.check_geojson(maps.load_geojson(path), content)
+        else:
+            report(where, f"{content}: give a .pmtiles archive or a .geojson file")
+            return None
+    except maps.MapError as exc:
+        report(where, str(exc).replace(str(path), content))
+        return None
+    return path
+
+
 def _services(
     raw: list[dict[str, Any]],
     bundle: Path,
@@ -672,9 +698,11 @@ def _services(
                     f"{image}). Drones never pull from the Internet",
                 )
         else:
-            content = s["build"].get("content")
+            recipe, content = s["build"]["recipe"], s["build"].get("content")
             folder = None
-            if content is not None:
+            if recipe == "offline-map":
+                folder = _map_source(bundle, content, [*where, "build", "content"], report)
+            elif content is not None:
                 folder = (bundle / content).resolve()
                 if not folder.is_relative_to(bundle.resolve()) or not folder.is_dir():
                     report(
@@ -682,7 +710,7 @@ def _services(
                         f"{content} is not a folder inside the bundle; give a folder of "
                         "the bundle, like site",
                     )
-            build = (s["build"]["recipe"], folder)
+            build = (recipe, folder)
         placement = s.get("placement", "spread")
         only = tuple(s.get("drones", ()))
         unknown = [n for n in only if n not in names]

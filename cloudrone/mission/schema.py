@@ -324,15 +324,23 @@ SCHEMA: dict[str, Any] = {
                         "description": (
                             "An image the controller builds itself, with no registry: "
                             "recipe tinyweb is a static web server (busybox httpd) serving "
-                            "the bundle folder named by content."
+                            "the bundle folder named by content; recipe offline-map serves a "
+                            "map page (MapLibre) and the map named by content, a PMTiles "
+                            "archive of vector tiles or GeoJSON cut into one, read by range "
+                            "requests."
                         ),
                         "additionalProperties": False,
                         "required": ["recipe"],
                         "properties": {
-                            "recipe": {"enum": ["tinyweb"], "description": "The recipe."},
+                            "recipe": {
+                                "enum": ["tinyweb", "offline-map"],
+                                "description": "The recipe.",
+                            },
                             "content": _s(
                                 "string",
-                                "A folder of the bundle to serve (default: the recipe's page).",
+                                "tinyweb: a folder of the bundle to serve (default: the "
+                                "recipe's page). offline-map: the map, a .pmtiles or .geojson "
+                                "file of the bundle (required).",
                             ),
                         },
                     },
