@@ -815,6 +815,33 @@ class Phone:
         code, out = self.sh("cat /run/phone-captive")
         return bytes.fromhex(out.strip()).decode() if code == 0 and out.strip() else None
 
+    def browser(self, folder: Path, browser: str = "/usr/bin/chromium") -> Path:
+        """A launcher for ``browser`` that runs it as this phone: in the phone's
+        network namespace (its leased address, its route, its drone's access
+        point) and resolving by the phone's resolv.conf (its drone's DNS), so a
+        browser on this machine sees the fleet as the phone does. Give its path
+        to a browser driver as the executable (Playwright talks to it by pipes).
+        Needs root, as the fleet does."""
+        self.container.reload()
+        pid = self.container.attrs["State"]["Pid"]
+        if not pid:
+            raise FleetError(f"phone {self.name} is not running")
+        code, resolv = self.sh("cat /etc/resolv.conf")
+        if code != 0 or "nameserver" not in resolv:
+            raise FleetError(f"phone {self.name} has no resolver yet: join a drone first")
+        resolv_conf = folder / f"resolv-{self.name}.conf"
+        resolv_conf.write_text(resolv)
+        script = folder / f"browser-{self.name}"
+        script.write_text(
+            "#!/bin/sh\n"
+            f"# {browser} as {self.name} sees the network\n"
+            f"exec nsenter --net=/proc/{pid}/ns/net -- unshare --mount --propagation private -- "
+            f'sh -c \'mount --bind "$0" /etc/resolv.conf && exec {shlex.quote(browser)} "$@"\' '
+            f'{shlex.quote(str(resolv_conf))} "$@"\n'
+        )
+        script.chmod(0o755)
+        return script
+
     def remove(self) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             self.container.remove(force=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from playwright.sync_api import sync_playwright
 
 from cloudrone.bench.lab import wait_until
 from cloudrone.fleet import sim
@@ -38,6 +39,20 @@ def demo_text(key: Path) -> str:
     )
     assert "10.250." not in text and "10.42." not in text and "10.43.0.0" not in text, text
     return text
+
+
+# The relief camp's map beside the demo's page, on the relay drone: a phone on
+# drone-1 reads its tiles across one radio hop.
+CAMP_MAP = ROOT / "missions" / "relief-camp" / "maps" / "camp.geojson"
+MAP_SERVICE = """\
+  - name: map
+    build: {recipe: offline-map, content: maps/camp.geojson}
+    drones: [drone-2]
+    memory: 16M
+    memory_limit: 32M
+    ports: [{target: 8080, published: 80}]
+"""
+ARTIFACTS = ROOT / "build" / "test-artifacts" / "phone"
 
 
 # the first format: one drone, no services (still loads)
@@ -113,12 +128,13 @@ OFFLINE: dict[str, subprocess.CompletedProcess] = {}
 
 @contextmanager
 def package_cache_unreachable():
-    """Nothing but loopback reaches the controller's online apt-cacher-ng (port 3142)."""
+    """The fleet's drones no longer reach the controller's online apt-cacher-ng
+    (port 3142); other fleets (a molecule scenario beside this) still do."""
     nft = ["nft", "-f", "-"]
     rules = (
         f"table inet {OFFLINE_TABLE} {{\n"
         "  chain input { type filter hook input priority -10; policy accept;\n"
-        '    iifname != "lo" tcp dport 3142 drop\n  }\n}\n'
+        "    ip saddr 10.252.0.0/24 tcp dport 3142 drop\n  }\n}\n"
     )
     subprocess.run(nft, input=rules, text=True, check=True)
     try:
@@ -133,8 +149,10 @@ def bundle(tmp_path_factory, drone_image):
     with the package cache out of the drones' reach: every check below reads it."""
     folder = tmp_path_factory.mktemp("bundle")
     shutil.copytree(DEMO / "site", folder / "site")
+    (folder / "maps").mkdir()
+    shutil.copyfile(CAMP_MAP, folder / "maps" / "camp.geojson")
     key = folder / "key"
-    (folder / "mission.yml").write_text(demo_text(key))
+    (folder / "mission.yml").write_text(demo_text(key) + MAP_SERVICE)
     sim.down(NAME, log=lambda _m: None)
     archive = folder.parent / f"{NAME}-pack.tar"
     packed = cli("mission", "pack", str(folder), "-o", str(archive))
@@ -178,10 +196,66 @@ def test_a_phones_internet_check_opens_the_landing_page_of_its_drone(bundle):
     assert '<a href="http://news.cloudrone.internal/">news</a>' in page and "drone-3" in page
 
 
+def test_a_phone_in_a_browser_goes_from_its_internet_check_to_the_map_across_the_mesh(
+    bundle, tmp_path
+):
+    """Chromium as the phone on drone-1 (its network namespace, its lease, its
+    drone's DNS): Android's check opens the landing page, whose link opens the
+    map, whose tiles come by range requests from drone-2 across the radio."""
+    phone = sim.Phone(docker.from_env().containers.get(f"cloudrone-{NAME}-phone-drone-1"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    archive_reads = []
+
+    def finished(request):
+        if request.url.endswith("/tiles.pmtiles"):
+            response = request.response()
+            archive_reads.append((response.status, request.headers.get("range"),
+                                  response.server_addr()["ipAddress"]))  # fmt: skip
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(phone.browser(tmp_path)),
+            args=["--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-sync"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 412, "height": 800})
+            page.on("requestfinished", finished)
+            page.goto("http://connectivitycheck.gstatic.com/generate_204")
+            assert page.url == "http://welcome.cloudrone.internal/"
+            page.screenshot(path=ARTIFACTS / "landing-page.png")
+            page.get_by_role("link", name="map").first.click()
+            page.wait_for_url("http://map.cloudrone.internal/")
+            page.wait_for_function(
+                "window.cloudroneMap && (window.cloudroneMap.ready || window.cloudroneMap.error)",
+                timeout=60_000,
+            )
+            assert page.evaluate("window.cloudroneMap.error") is None
+            tents = page.evaluate(
+                "window.cloudroneMapObject.queryRenderedFeatures({layers: ['buildings']})"
+                ".filter(f => f.properties.kind === 'tent').length"
+            )
+            page.screenshot(path=ARTIFACTS / "map.png")
+        finally:
+            browser.close()
+    assert tents >= 100, tents
+    assert archive_reads, "the map read nothing from its archive"
+    for status, asked, server in archive_reads:
+        assert status == 206 and asked and asked.startswith("bytes="), (status, asked)
+        assert server == "10.252.1.12", server  # drone-2, across the radio
+
+
 def test_run_state_stays_out_of_the_bundle_and_holds_no_secret(bundle, state_home):
     folder, _, _, _ = bundle
     # the bundle holds what the operator put there, and nothing a run wrote
-    assert sorted(p.name for p in folder.iterdir()) == ["key", "key.pub", "mission.yml", "site"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "key",
+        "key.pub",
+        "maps",
+        "mission.yml",
+        "site",
+    ]
     state = state_home / "missions" / NAME
     assert (state / "inventory.yml").is_file()
     assert (state / "images" / "news.tar").is_file()  # the page's image, built here
@@ -227,9 +301,12 @@ def test_status_json_shows_the_line_the_swarm_and_the_service(bundle):
     assert drones["drone-1"]["mesh"]["mpr"]["mprs"] == ["10.252.1.12"]
     assert [d["swarm"]["role"] for d in drones.values()] == ["manager"] * 3
     assert status["swarm"]["leader"] in MGMT
-    assert status["services"] == {f"{NAME}_news": {"running": 1, "desired": 1,
-                                                   "drones": ["drone-3"]}}  # fmt: skip
+    assert status["services"] == {
+        f"{NAME}_news": {"running": 1, "desired": 1, "drones": ["drone-3"]},
+        f"{NAME}_map": {"running": 1, "desired": 1, "drones": ["drone-2"]},
+    }
     assert drones["drone-3"]["services"] == [f"{NAME}_news"]
+    assert drones["drone-2"]["services"] == [f"{NAME}_map"]
     assert all(d["access_point"]["phones"] == 1 for d in drones.values())
     flight = drones["drone-2"]["flight"]
     assert flight["mode"] == "disarmed" and flight["battery"]["voltage"] == pytest.approx(12.4)
