@@ -26,8 +26,8 @@ case "$cmd" in
     ;;
   test)
     CLOUDRONE_SETUP_ALL_SUITES=1 scripts/setup.sh
-    echo "==> pytest (lint, unit, integration, molecule)"
-    "$VENV/bin/python" -m pytest "$@"
+    echo "==> pytest (lint, unit, integration, molecule; two workers: molecule beside the rest)"
+    "$VENV/bin/python" -m pytest -n 2 --dist loadgroup "$@"
     ;;
   lint)
     # no engine, no root: the virtualenv is all lint needs
