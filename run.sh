@@ -27,7 +27,7 @@ case "$cmd" in
   test)
     CLOUDRONE_SETUP_ALL_SUITES=1 scripts/setup.sh
     echo "==> pytest (lint, unit, integration, molecule; two workers: molecule beside the rest)"
-    "$VENV/bin/python" -m pytest -n 2 --dist loadgroup "$@"
+    "$VENV/bin/python" -m pytest -n 2 "$@"
     ;;
   lint)
     # no engine, no root: the virtualenv is all lint needs

@@ -47,16 +47,21 @@ def drone_image(docker_engine) -> str:
     return image.ensure(log=lambda _msg: None)
 
 
-# Two workers (./run.sh test runs pytest -n 2 --dist loadgroup): the molecule
-# scenarios one after another on one, everything else in its usual order on the
-# other. Each half keeps its module fixtures (a fleet per module) on one worker,
-# and no two molecule scenarios share the engine's CPU at once.
-def pytest_collection_modifyitems(config, items):
-    if not getattr(config.option, "numprocesses", None):
-        return
-    for item in items:
-        group = "molecule" if item.get_closest_marker("molecule") else "main"
-        item.add_marker(pytest.mark.xdist_group(group))
+# Two workers (./run.sh test runs pytest -n 2): the molecule scenarios one
+# after another on one, everything else in its usual order on the other. Each
+# half keeps its module fixtures (a fleet per module) on one worker, and no two
+# molecule scenarios share the engine's CPU at once.
+MOLECULE_TESTS = "tests/integration/test_molecule.py"
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TwoHalves(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "molecule" if nodeid.startswith(MOLECULE_TESTS) else "main"
+
+    return TwoHalves(config, log)
 
 
 # A skipped test proves nothing. On a developer's machine a missing part (no
