@@ -64,6 +64,7 @@ command -v tshark >/dev/null || need+=(tshark)
 command -v ab >/dev/null || need+=(apache2-utils)  # the paper's load test (cloudrone.bench.load)
 command -v chromium >/dev/null || need+=(chromium)  # a real browser: the landing page as a phone opens it
 command -v npm >/dev/null || need+=(nodejs npm)  # the offline map page's libraries (npm registry)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)  # names that follow services (tests)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   # tshark asks whether non-root users may capture; the default (no) is right.

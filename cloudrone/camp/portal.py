@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cloudrone.camp import read_json_object
+
 # What each operating system's check expects from the Internet, by path.
 # (status, content type, body): facts of those systems, kept to the letter.
 APPLE_SUCCESS = b"<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"
@@ -119,12 +121,7 @@ class ConfigError(ValueError):
 
 def load_config(path: Path) -> dict[str, Any]:
     """The configuration: network, url (the landing page's own), services."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read it as JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a JSON object with network, url and services")
+    data = read_json_object(path, ConfigError, "network, url and services")
     for key in ("network", "url"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise ConfigError(f"{path}: {key} must be a non-empty string")

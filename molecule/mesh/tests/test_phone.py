@@ -75,6 +75,10 @@ def page_on_c(on_drone):
     )
     assert code == 0, out
     assert wait_until(lambda: on_drone("drone-c", "ss -Hltn 'sport = 8080'")[1].strip(), 10)
+    # A's names daemon has seen it answer: phones on A are given its name from now on
+    assert wait_until(
+        lambda: MESH["drone-c"] in on_drone("drone-a", "cat /run/cloudrone-names/services")[1], 15
+    )
     yield token
     on_drone("drone-c", "systemctl stop camp-page")
 
@@ -326,3 +330,46 @@ def test_a_laptop_finds_the_service_by_mdns_on_the_access_point(phone, lease):
     assert b"\x04camp" in data
     assert (8080).to_bytes(2, "big") in data
     assert socket.inet_aton(MESH["drone-c"]) in data
+
+
+def resolve(phone, name: str) -> set[str]:
+    """The addresses the phone's resolver (its C library, its drone's DNS) gives ``name``."""
+    _, out = phone.sh(f"getent ahostsv4 {name}")
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def test_the_services_name_follows_the_copies_that_answer(phone, lease, page_on_c, on_drone):
+    """camp may run on B or C (molecule.yml): the phone is given only the copies
+    that answer, within seconds of one starting or stopping, and A's names
+    daemon ranks them by the mesh's cost (B one hop, C two)."""
+    name, c_address, _ = SERVICE
+    b_address = MESH["drone-b"]
+    assert resolve(phone, name) == {c_address}  # nothing listens on B yet
+    code, out = on_drone(
+        "drone-b",
+        "mkdir -p /srv/camp && echo b > /srv/camp/index.html && "
+        "systemd-run --unit=camp-page-b python3 -m http.server 8080 --directory /srv/camp",
+    )
+    assert code == 0, out
+    try:
+        assert wait_until(lambda: resolve(phone, name) == {b_address, c_address}, 15)
+        _, hosts = on_drone("drone-a", "cat /run/cloudrone-names/services")
+        ranked = [line.split()[0] for line in hosts.splitlines() if not line.startswith("#")]
+        assert ranked == [b_address, c_address], hosts  # nearest first
+        # C's copy stops: C is no longer given
+        on_drone("drone-c", "systemctl stop camp-page")
+        stopped = time.monotonic()
+        assert wait_until(lambda: resolve(phone, name) == {b_address}, 15)
+        print(f"C dropped from the phone's answers {time.monotonic() - stopped:.1f} s after")
+        code, page = phone.sh(
+            f'python3 -c "import urllib.request as u; '
+            f"print(u.urlopen('http://{name}:8080/', timeout=5).read().decode())\""
+        )
+        assert code == 0 and page.strip() == "b", page
+    finally:
+        on_drone("drone-b", "systemctl stop camp-page-b")
+        on_drone(
+            "drone-c",
+            "systemctl is-active -q camp-page || "
+            "systemd-run --unit=camp-page python3 -m http.server 8080 --directory /srv/camp",
+        )
