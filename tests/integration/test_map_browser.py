@@ -7,21 +7,19 @@ build/test-artifacts/map/."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from cloudrone.camp import maps
 from cloudrone.fleet.tinyweb import BUSYBOX
+from tests.browser import chromium
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium")
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "map"
 SOURCE = ROOT / "missions" / "relief-camp" / "maps" / "camp.geojson"
 
@@ -64,16 +62,9 @@ def url(site):
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: run ./run.sh setup (it installs Debian's chromium)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 class Phone:

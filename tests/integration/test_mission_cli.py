@@ -12,12 +12,12 @@ from pathlib import Path
 
 import docker
 import pytest
-from playwright.sync_api import sync_playwright
 
 from cloudrone.bench.lab import wait_until
 from cloudrone.fleet import sim
 from cloudrone.mission import deploy
 from cloudrone.mission.model import load
+from tests.browser import chromium
 from tests.conftest import BIN, ROOT, tool
 
 pytestmark = pytest.mark.integration
@@ -212,33 +212,24 @@ def test_a_phone_in_a_browser_goes_from_its_internet_check_to_the_map_across_the
             archive_reads.append((response.status, request.headers.get("range"),
                                   response.server_addr()["ipAddress"]))  # fmt: skip
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(phone.browser(tmp_path)),
-            args=["--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync"],
-        )  # fmt: skip
-        try:
-            page = browser.new_page(viewport={"width": 412, "height": 800})
-            page.on("requestfinished", finished)
-            page.goto("http://connectivitycheck.gstatic.com/generate_204")
-            assert page.url == "http://welcome.cloudrone.internal/"
-            page.screenshot(path=ARTIFACTS / "landing-page.png")
-            page.get_by_role("link", name="map").first.click()
-            page.wait_for_url("http://map.cloudrone.internal/")
-            page.wait_for_function(
-                "window.cloudroneMap && (window.cloudroneMap.ready || window.cloudroneMap.error)",
-                timeout=60_000,
-            )
-            assert page.evaluate("window.cloudroneMap.error") is None
-            tents = page.evaluate(
-                "window.cloudroneMapObject.queryRenderedFeatures({layers: ['buildings']})"
-                ".filter(f => f.properties.kind === 'tent').length"
-            )
-            page.screenshot(path=ARTIFACTS / "map.png")
-        finally:
-            browser.close()
+    with chromium(executable=str(phone.browser(tmp_path))) as browser:
+        page = browser.new_page(viewport={"width": 412, "height": 800})
+        page.on("requestfinished", finished)
+        page.goto("http://connectivitycheck.gstatic.com/generate_204")
+        assert page.url == "http://welcome.cloudrone.internal/"
+        page.screenshot(path=ARTIFACTS / "landing-page.png")
+        page.get_by_role("link", name="map").first.click()
+        page.wait_for_url("http://map.cloudrone.internal/")
+        page.wait_for_function(
+            "window.cloudroneMap && (window.cloudroneMap.ready || window.cloudroneMap.error)",
+            timeout=60_000,
+        )
+        assert page.evaluate("window.cloudroneMap.error") is None
+        tents = page.evaluate(
+            "window.cloudroneMapObject.queryRenderedFeatures({layers: ['buildings']})"
+            ".filter(f => f.properties.kind === 'tent').length"
+        )
+        page.screenshot(path=ARTIFACTS / "map.png")
     assert tents >= 100, tents
     assert archive_reads, "the map read nothing from its archive"
     for status, asked, server in archive_reads:

@@ -7,20 +7,18 @@ build/test-artifacts/portal/."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from cloudrone.camp import portal
+from tests.browser import chromium
 from tests.conftest import ROOT
 from tests.unit.test_portal import CONFIG, LANDING
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium")
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "portal"
 ANDROID = "http://connectivitycheck.gstatic.com/generate_204"
 
@@ -35,20 +33,10 @@ def port():
 
 @pytest.fixture(scope="module")
 def browser(port):
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: run ./run.sh setup (it installs Debian's chromium)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                # every name (the checks', the page's) is the portal, on loopback alone
-                f"--host-resolver-rules=MAP * 127.0.0.1:{port}",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    # every name (the checks', the page's) is the portal, on loopback alone
+    with chromium(f"--host-resolver-rules=MAP * 127.0.0.1:{port}") as browser:
+        yield browser
 
 
 @pytest.fixture(autouse=True)
