@@ -159,15 +159,18 @@ def bundle(tmp_path_factory, drone_image):
     assert packed.returncode == 0, packed.stdout + packed.stderr
     OFFLINE["pack"] = packed
     STARTED["up"] = time.time()
-    with package_cache_unreachable():
-        first = cli("mission", "up", "--from", str(archive), timeout=900)
-        assert first.returncode == 0, first.stdout + first.stderr
-        probe = "timeout 3 bash -c 'echo > /dev/tcp/10.252.0.254/{}' && echo open || echo shut"
-        OFFLINE["online"] = ssh(key, probe.format(3142))
-        OFFLINE["offline"] = ssh(key, probe.format(3143))
-    yield folder, key, first, archive
-    cli("mission", "down", "--purge", str(folder))
-    sim.down(NAME, log=lambda _m: None)
+    try:
+        with package_cache_unreachable():
+            first = cli("mission", "up", "--from", str(archive), timeout=900)
+            assert first.returncode == 0, first.stdout + first.stderr
+            probe = "timeout 3 bash -c 'echo > /dev/tcp/10.252.0.254/{}' && echo open || echo shut"
+            OFFLINE["online"] = ssh(key, probe.format(3142))
+            OFFLINE["offline"] = ssh(key, probe.format(3143))
+        yield folder, key, first, archive
+    finally:
+        # also when up failed: its fleet and its offline package cache go
+        cli("mission", "down", "--purge", str(folder))
+        sim.down(NAME, log=lambda _m: None)
 
 
 def test_up_ends_with_a_phone_on_every_access_point_fetching_the_page(bundle):
