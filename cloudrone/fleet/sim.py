@@ -663,14 +663,17 @@ touch "$marker"
         spec_drone = next(d for d in self.spec.drones if d.name == drone)
         address = str(spec_drone.addresses[self.spec.radio.link])
         container = self.client.containers.get(self.spec.container_name(drone))
-        rc, out = container.exec_run(
-            ["sh", "-c", f"ip -o -4 addr show | awk '$4 ~ /^{address}\\//{{print $2}}'"]
-        )
-        inner = out.decode().strip()
-        rc2, peer = container.exec_run(["cat", f"/sys/class/net/{inner}/iflink"])
-        if rc or rc2 or not inner:
-            raise FleetError(f"drone {drone}: no interface holds its mesh address {address}")
-        return socket.if_indextoname(int(peer.decode().strip()))
+        # asked a few times: on a busy machine an exec may fail for a moment
+        for attempt in range(5):
+            rc, out = container.exec_run(
+                ["sh", "-c", f"ip -o -4 addr show | awk '$4 ~ /^{address}\\//{{print $2}}'"]
+            )
+            inner = out.decode().strip()
+            rc2, peer = container.exec_run(["cat", f"/sys/class/net/{inner}/iflink"])
+            if not (rc or rc2 or not inner):
+                return socket.if_indextoname(int(peer.decode().strip()))
+            time.sleep(0.5 * (attempt + 1))
+        raise FleetError(f"drone {drone}: no interface holds its mesh address {address}")
 
     def apply_radio(self, radio: Radio | None = None) -> None:
         """Make the mesh segment hear as ``radio`` says (the spec's by default), now.

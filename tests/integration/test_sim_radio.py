@@ -97,8 +97,8 @@ def test_the_controller_still_reaches_every_drone(fleet):
 
 def test_down_takes_the_range_away(drone_image):
     links = [
-        {"name": "mgmt", "subnet": "10.247.0.0/24"},
-        {"name": "mesh", "subnet": "10.247.1.0/24"},
+        {"name": "mgmt", "subnet": "10.233.0.0/24"},
+        {"name": "mesh", "subnet": "10.233.1.0/24"},
     ]
     radio = {"link": "mesh", "range": []}
     spec = sim.FleetSpec.from_dict({"fleet": "itest-radio2", "links": links, "drones": [],
