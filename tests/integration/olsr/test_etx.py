@@ -98,7 +98,10 @@ def test_lossy_link_etx_goes_around_it_hop_count_does_not(triangle, mode) -> Non
         assert lab_mod.wait_until(lambda: next_hop(lab, "a", addr["c"]) == addr["c"], 30)
         time.sleep(3)  # a steady state to measure: past the first HELLOs
         ratio = delivered(lab, "a", "c", addr["c"])
-        assert 0.45 < ratio < 0.75, ratio  # about 60% arrive over the direct link
+        # about 60% arrive over the direct link; on a busy host a HELLO or two lost
+        # may send a moment's probes round by B, so the bound says "clearly lossy"
+        # (ETX above delivers more than 95%) rather than "exactly 40% lost"
+        assert 0.45 < ratio < 0.9, ratio
     for name in "abc":
         assert lab.alive(name), lab.log(name)
         assert lab.status(name, "warnings")["warnings"] == []
