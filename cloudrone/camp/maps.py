@@ -185,6 +185,7 @@ class _Feature:
     layer: str
     world: object  # shapely geometry in world units
     properties: dict
+    bounds: tuple[float, float, float, float]  # west, south, east, north in degrees
 
 
 def _features(collection: dict, source: str) -> list[_Feature]:
@@ -211,7 +212,7 @@ def _features(collection: dict, source: str) -> list[_Feature]:
             geometry = shapely.make_valid(geometry)
         world = shapely.transform(geometry, _mercator)
         clean = {k: v for k, v in properties.items() if isinstance(v, str | int | float | bool)}
-        out.append(_Feature(layer, world, clean))
+        out.append(_Feature(layer, world, clean, geometry.bounds))
     if not out:
         raise MapError(f"{source}: holds no feature to map; give at least one")
     return out
@@ -267,9 +268,8 @@ def tile(collection: dict, out: Path, *, min_zoom: int = 12, max_zoom: int = 18,
             if data is not None:
                 tiles.append((zxy_to_tileid(z, x, y), data))
     tiles.sort()
-    minx, miny, maxx, maxy = shapely.GeometryCollection(
-        [shape(f["geometry"]) for f in collection["features"]]
-    ).bounds
+    minx, miny = min(f.bounds[0] for f in features), min(f.bounds[1] for f in features)
+    maxx, maxy = max(f.bounds[2] for f in features), max(f.bounds[3] for f in features)
     header = {
         "tile_type": TileType.MVT,
         "tile_compression": Compression.NONE,
@@ -384,11 +384,18 @@ VENDOR_FILES = {
 ARCHIVE_NAME = "tiles.pmtiles"
 
 
+def _lock_digest() -> str:
+    return hashlib.sha256((PAGE / "package-lock.json").read_bytes()).hexdigest()
+
+
 def vendored(cache: Path) -> bool:
     """Whether ``cache`` holds the page's libraries as the lock pins them."""
-    digest = hashlib.sha256((PAGE / "package-lock.json").read_bytes()).hexdigest()
     stamp = cache / ".lock-sha256"
-    return stamp.is_file() and stamp.read_text() == digest and (cache / "node_modules").is_dir()
+    return (
+        stamp.is_file()
+        and stamp.read_text() == _lock_digest()
+        and (cache / "node_modules").is_dir()
+    )
 
 
 def vendor_modules(cache: Path, log=print) -> Path:
@@ -399,7 +406,6 @@ def vendor_modules(cache: Path, log=print) -> Path:
     modules = cache / "node_modules"
     if vendored(cache):
         return modules
-    lock = (PAGE / "package-lock.json").read_bytes()
     npm = shutil.which("npm")
     if npm is None:
         raise MapError("npm is not installed: run scripts/setup.sh (it installs nodejs and npm)")
@@ -415,7 +421,7 @@ def vendor_modules(cache: Path, log=print) -> Path:
     )
     if run.returncode != 0:
         raise MapError(f"npm ci in {cache} failed: {run.stderr.strip()[-400:]}")
-    (cache / ".lock-sha256").write_text(hashlib.sha256(lock).hexdigest())
+    (cache / ".lock-sha256").write_text(_lock_digest())
     return modules
 
 

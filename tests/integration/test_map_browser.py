@@ -15,7 +15,7 @@ import pytest
 
 from cloudrone.camp import maps
 from cloudrone.fleet.tinyweb import BUSYBOX
-from tests.browser import chromium
+from tests.browser import chromium, record_archive_reads, wait_map_drawn
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -73,29 +73,12 @@ class Phone:
     def __init__(self, browser, url: str):
         self.context = browser.new_context(viewport={"width": 412, "height": 800})
         self.page = self.context.new_page()
-        self.archive_reads: list[tuple[int, str | None, str | None, int]] = []
-        self.page.on("requestfinished", self._finished)
+        self.archive_reads = record_archive_reads(self.page)
         self.page.goto(url)
         self.wait_drawn()
 
-    def _finished(self, request):
-        if request.url.endswith("/" + maps.ARCHIVE_NAME):
-            response = request.response()
-            self.archive_reads.append(
-                (
-                    response.status,
-                    request.headers.get("range"),
-                    response.headers.get("content-encoding"),
-                    len(response.body()),
-                )
-            )
-
     def wait_drawn(self):
-        self.page.wait_for_function(
-            "window.cloudroneMap && (window.cloudroneMap.ready || window.cloudroneMap.error)",
-            timeout=30_000,
-        )
-        assert self.page.evaluate("window.cloudroneMap.error") is None
+        wait_map_drawn(self.page)
 
     def rendered(self, layer: str) -> list[dict]:
         return self.page.evaluate(
@@ -118,10 +101,10 @@ def test_the_phone_draws_the_camp_from_tiles_read_by_range(browser, url, site):
     size = (site / maps.ARCHIVE_NAME).stat().st_size
     # every read of the archive is a range, answered 206 and not compressed
     assert phone.archive_reads, "the page read nothing from the archive"
-    for status, asked, encoding, _ in phone.archive_reads:
-        assert status == 206 and asked and asked.startswith("bytes="), (status, asked)
-        assert encoding in (None, "identity"), encoding
-    fetched = sum(read[3] for read in phone.archive_reads)
+    for read in phone.archive_reads:
+        assert read.status == 206 and read.range.startswith("bytes="), read
+        assert read.encoding in (None, "identity"), read
+    fetched = sum(read.length for read in phone.archive_reads)
     assert fetched < size, (fetched, size)  # only the tiles in view, not the archive
     # what a person sees at the camp's zoom: the tents and every point of the camp
     tents = [f for f in phone.rendered("buildings") if f["kind"] == "tent"]
@@ -164,8 +147,9 @@ def test_a_missing_archive_says_so_on_the_page(browser, url, site):
     try:
         page = browser.new_page()
         page.goto(url)
-        status = page.locator("#status")
-        status.get_by_text("could not load").wait_for(timeout=15_000)
+        page.wait_for_function("window.cloudroneMap && window.cloudroneMap.error", timeout=15_000)
+        assert not page.evaluate("window.cloudroneMap.ready")
+        assert "The map could not load" in page.locator("#status").inner_text()
         page.close()
     finally:
         moved.rename(hidden)

@@ -17,7 +17,7 @@ from cloudrone.bench.lab import wait_until
 from cloudrone.fleet import sim
 from cloudrone.mission import deploy
 from cloudrone.mission.model import load
-from tests.browser import chromium
+from tests.browser import chromium, record_archive_reads, wait_map_drawn
 from tests.conftest import BIN, ROOT, tool
 
 pytestmark = pytest.mark.integration
@@ -207,27 +207,15 @@ def test_a_phone_in_a_browser_goes_from_its_internet_check_to_the_map_across_the
     map, whose tiles come by range requests from drone-2 across the radio."""
     phone = sim.Phone(docker.from_env().containers.get(f"cloudrone-{NAME}-phone-drone-1"))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    archive_reads = []
-
-    def finished(request):
-        if request.url.endswith("/tiles.pmtiles"):
-            response = request.response()
-            archive_reads.append((response.status, request.headers.get("range"),
-                                  response.server_addr()["ipAddress"]))  # fmt: skip
-
     with chromium(executable=str(phone.browser(tmp_path))) as browser:
         page = browser.new_page(viewport={"width": 412, "height": 800})
-        page.on("requestfinished", finished)
+        archive_reads = record_archive_reads(page)
         page.goto("http://connectivitycheck.gstatic.com/generate_204")
         assert page.url == "http://welcome.cloudrone.internal/"
         page.screenshot(path=ARTIFACTS / "landing-page.png")
         page.get_by_role("link", name="map").first.click()
         page.wait_for_url("http://map.cloudrone.internal/")
-        page.wait_for_function(
-            "window.cloudroneMap && (window.cloudroneMap.ready || window.cloudroneMap.error)",
-            timeout=60_000,
-        )
-        assert page.evaluate("window.cloudroneMap.error") is None
+        wait_map_drawn(page)
         tents = page.evaluate(
             "window.cloudroneMapObject.queryRenderedFeatures({layers: ['buildings']})"
             ".filter(f => f.properties.kind === 'tent').length"
@@ -235,9 +223,9 @@ def test_a_phone_in_a_browser_goes_from_its_internet_check_to_the_map_across_the
         page.screenshot(path=ARTIFACTS / "map.png")
     assert tents >= 100, tents
     assert archive_reads, "the map read nothing from its archive"
-    for status, asked, server in archive_reads:
-        assert status == 206 and asked and asked.startswith("bytes="), (status, asked)
-        assert server == "10.252.1.12", server  # drone-2, across the radio
+    for read in archive_reads:
+        assert read.status == 206 and read.range.startswith("bytes="), read
+        assert read.server == "10.252.1.12", read  # drone-2, across the radio
 
 
 def test_run_state_stays_out_of_the_bundle_and_holds_no_secret(bundle, state_home):
