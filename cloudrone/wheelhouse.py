@@ -27,6 +27,7 @@ controller's download of that target.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import io
 import json
@@ -241,7 +242,15 @@ def write_bundle(wheel: Path, deps: Path, bundle: Path, pins: str) -> bool:
 
 
 def build(dest: Path, targets: list[Target], root: Path | None = None) -> dict:
-    root = root or project_root()
+    """Build under an exclusive lock on ``dest``: two builds at once (a provision
+    and a mission pack, say) would otherwise swap files under each other."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(dest, targets, root or project_root())
+
+
+def _build(dest: Path, targets: list[Target], root: Path) -> dict:
     wheel, changed = build_project_wheel(root, dest)
     pins = "\n".join(runtime_requirements(root)) + "\n"  # the same for every target
     bundles = {}

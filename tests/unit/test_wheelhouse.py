@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -168,3 +170,25 @@ def test_bundle_is_byte_identical_for_the_same_wheels_and_carries_its_pins(tmp_p
     assert write_bundle(wheel, deps, bundle, pins)
     assert not write_bundle(wheel, deps, bundle, pins)
     assert write_bundle(wheel, deps, bundle, "a==1.0\nb==2.0\n")  # new pins, new bundle
+
+
+def test_builds_at_once_of_one_wheelhouse_all_succeed_and_agree(tmp_path):
+    """A provision and a mission pack may build the same wheelhouse at the same time."""
+    target = Target.native()
+    deps = tmp_path / str(target)
+    deps.mkdir()
+    (deps / "a-1.0-py3-none-any.whl").write_bytes(b"a" * 100)
+    # the pins already fetched: no download, only the wheel and the bundle are built
+    (deps / ".requirements").write_text("\n".join(runtime_requirements(ROOT)) + "\n")
+    cmd = [sys.executable, "-m", "cloudrone.wheelhouse", "--dest", str(tmp_path), "--json"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]  # fmt: skip
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    assert sum(r["changed"] for r in results) == 1  # the first built, the others found it
+    assert len({r["bundles"][str(target)]["sha256"] for r in results}) == 1
+    files = {p.name for p in tmp_path.iterdir() if p.is_file()}
+    assert files == {".lock", results[0]["wheel"], f"cloudrone-bundle-{target}.tar"}
