@@ -1,0 +1,160 @@
+"""The camp board's replicas on loopback: real processes, real HTTP, real pycrdt merges."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+
+from tests.conftest import ROOT
+
+BOARD = ROOT / "cloudrone" / "camp" / "board.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def replica(port: int, data, peers: list[int], name: str):
+    proc = subprocess.Popen(
+        [sys.executable, str(BOARD), "--port", str(port), "--data", str(data),
+         "--peers", ",".join(f"127.0.0.1:{p}" for p in peers), "--interval", "0.2",
+         "--replica", name],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, f"replica {name} never listened"
+                time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def post(port: int, **form) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/post",
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def posts(port: int) -> dict[str, dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/posts.json", timeout=5) as answer:
+        return {p["id"]: p for p in json.load(answer)["posts"]}
+
+
+def wait_for(check, seconds: float = 10):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the replicas did not agree in time"
+        time.sleep(0.1)
+
+
+def test_posts_on_both_sides_of_a_split_all_reach_both_after_it_heals(tmp_path):
+    a, b = free_port(), free_port()
+    with replica(a, tmp_path / "a", [b], "a"):
+        # the split: b is out of reach; each side takes posts of its own
+        code, on_a = post(a, kind="safe", name="Amina", place="tent C-12")
+        assert code == 201 and on_a["via"] == "a"
+        with replica(b, tmp_path / "b", [], "b"):
+            code, on_b = post(b, kind="message", name="Clinic", text="Water at point 4 & 7 <ok>")
+            assert code == 201
+            assert set(posts(b)) == {on_b["id"]}
+        assert set(posts(a)) == {on_a["id"]}
+        # the heal: b comes back, now in reach of a and a of it
+        with replica(b, tmp_path / "b", [a], "b"):
+            both = {on_a["id"], on_b["id"]}
+            wait_for(lambda: set(posts(a)) == both and set(posts(b)) == both)
+            assert posts(a) == posts(b)
+            assert posts(a)[on_b["id"]]["text"] == "Water at point 4 & 7 <ok>"
+            # the page shows both, escaped
+            with urllib.request.urlopen(f"http://127.0.0.1:{a}/", timeout=5) as answer:
+                page = answer.read().decode()
+            assert "Amina" in page and "tent C-12" in page
+            assert "Water at point 4 &amp; 7 &lt;ok&gt;" in page and "<ok>" not in page
+
+
+def test_many_posts_at_once_on_three_replicas_none_lost(tmp_path):
+    ports = [free_port() for _ in range(3)]
+    with (
+        replica(ports[0], tmp_path / "0", [ports[1], ports[2]], "r0"),
+        replica(ports[1], tmp_path / "1", [ports[0], ports[2]], "r1"),
+        replica(ports[2], tmp_path / "2", [ports[0], ports[1]], "r2"),
+    ):
+        ids = set()
+        for i in range(30):
+            code, p = post(ports[i % 3], kind="safe", name=f"person {i}")
+            assert code == 201
+            ids.add(p["id"])
+        wait_for(lambda: all(set(posts(p)) == ids for p in ports))
+
+
+def test_a_restarted_replica_keeps_its_posts(tmp_path):
+    port = free_port()
+    with replica(port, tmp_path, [], "a"):
+        _, first = post(port, kind="safe", name="Jonas")
+    with replica(port, tmp_path, [], "a"):
+        assert set(posts(port)) == {first["id"]}
+
+
+@pytest.mark.parametrize(
+    ("form", "says"),
+    [
+        ({"kind": "safe", "name": ""}, "name is empty"),
+        ({"kind": "message", "name": "x", "text": ""}, "text is empty"),
+        ({"kind": "rumour", "name": "x"}, "kind must be one of safe, message"),
+        ({"kind": "safe", "name": "x" * 61}, "name is longer than 60"),
+    ],
+)
+def test_a_bad_post_is_refused_with_its_field_and_changes_nothing(tmp_path, form, says):
+    port = free_port()
+    with replica(port, tmp_path, [], "a"):
+        code, answer = post(port, **form)
+        assert code == 400 and says in answer["error"]
+        assert posts(port) == {}
+        # a browser's form gets the board back with the reason on it
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/post", data=urllib.parse.urlencode(form).encode()
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 400 and says in refused.value.read().decode()
+
+
+def test_oversized_bodies_and_garbage_state_vectors_are_refused(tmp_path):
+    port = free_port()
+    with replica(port, tmp_path, [], "a") as proc:
+        big = urllib.request.Request(f"http://127.0.0.1:{port}/post", data=b"x" * 70_000)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(big, timeout=5)
+        assert refused.value.code == 413
+        garbage = urllib.request.Request(f"http://127.0.0.1:{port}/sync", data=b"\xff\xff\xff")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(garbage, timeout=5)
+        assert refused.value.code == 400
+        assert proc.poll() is None  # still serving
+        assert post(port, kind="safe", name="still here")[0] == 201
