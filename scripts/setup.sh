@@ -184,4 +184,13 @@ if [ "${CLOUDRONE_SETUP_SKIP_IMAGE:-0}" != 1 ] && [ "$ONLY_VENV" != 1 ]; then
     die "building the drone image failed" "read the error above; the recipe is images/drone/"
 fi
 
+# --- 6. The services the controller builds in Python (the camp board) -------
+if [ "${CLOUDRONE_SETUP_SKIP_IMAGE:-0}" != 1 ] && [ "$ONLY_VENV" != 1 ]; then
+  say "Service images' base (Debian 12 with python3 alone) and their wheels (pycrdt)"
+  "$VENV/bin/python" -m cloudrone.fleet.pyservice fetch >/dev/null ||
+    die "downloading the services' wheels failed" "read pip's error above"
+  "$VENV/bin/python" -m cloudrone.fleet.image ensure --image python ||
+    die "building the python base image failed" "read the error above; the recipe is images/python/"
+fi
+
 say "Setup done"

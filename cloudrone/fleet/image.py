@@ -1,7 +1,11 @@
-"""The simulated drone's image: a stock Debian root file system, built once.
+"""Images built from Debian with debootstrap: the simulated drone, the services' Python.
 
-The recipe (``images/drone/``) is hashed into the image tag, so an unchanged
-recipe reuses the image already in the engine and a changed one builds anew.
+A recipe is a folder under ``images/`` (``recipe.yml`` and ``customize.sh``):
+``drone`` is a stock Debian root file system as a flashed Pi has it; ``python``
+is the smallest Debian with python3, the base of the services the controller
+builds in Python (cloudrone.fleet.pyservice). The recipe is hashed into the
+image tag, so an unchanged recipe reuses the image already in the engine and a
+changed one builds anew.
 Packages come through the controller's apt-cacher-ng when it answers, the same
 cache the simulated drones use.
 """
@@ -27,6 +31,9 @@ from cloudrone.fleet.sim import engine_client
 from cloudrone.paths import project_root
 
 IMAGE_REPO = "cloudrone/drone"
+RECIPES = ("drone", "python")
+# how `docker import` finishes the drone's image; a recipe may say otherwise
+DRONE_CHANGES = ('CMD ["/sbin/init"]', "ENV container=docker")
 CACHE_PORT = 3142
 
 
@@ -42,10 +49,12 @@ class Recipe:
     mirror: str
     variant: str
     include: tuple[str, ...]
+    repository: str = IMAGE_REPO
+    changes: tuple[str, ...] = DRONE_CHANGES
 
     @classmethod
     def load(cls, folder: Path | None = None, suite: str | None = None) -> Recipe:
-        """The recipe; ``suite`` builds the same drone on another Debian release."""
+        """The recipe; ``suite`` builds the same image on another Debian release."""
         folder = folder or project_root() / "images" / "drone"
         path = folder / "recipe.yml"
         data = yaml.safe_load(path.read_text())
@@ -61,6 +70,8 @@ class Recipe:
             mirror=str(data["mirror"]).rstrip("/"),
             variant=str(data["variant"]),
             include=tuple(str(p) for p in data["include"]),
+            repository=str(data.get("repository", IMAGE_REPO)),
+            changes=tuple(str(c) for c in data.get("changes", DRONE_CHANGES)),
         )
 
     @functools.cached_property
@@ -75,7 +86,7 @@ class Recipe:
 
     @property
     def tag(self) -> str:
-        return f"{IMAGE_REPO}:{self.suite}-{self.digest}"
+        return f"{self.repository}:{self.suite}-{self.digest}"
 
 
 def cache_answers(host: str = "127.0.0.1", port: int = CACHE_PORT) -> bool:
@@ -148,11 +159,7 @@ def build(recipe: Recipe, log=print) -> str:
             src=tar.stdout,
             repository=repository,
             tag=tag,
-            changes=[
-                'CMD ["/sbin/init"]',
-                "ENV container=docker",
-                f"LABEL io.cloudrone.recipe={recipe.digest}",
-            ],
+            changes=[*recipe.changes, f"LABEL io.cloudrone.recipe={recipe.digest}"],
             stream_src=True,
         )
         if tar.wait() != 0:
@@ -162,9 +169,11 @@ def build(recipe: Recipe, log=print) -> str:
     return recipe.tag
 
 
-def ensure(recipe: Recipe | None = None, log=print, suite: str | None = None) -> str:
-    """The drone image's tag, building the image only when it is missing."""
-    recipe = recipe or Recipe.load(suite=suite)
+def ensure(
+    recipe: Recipe | None = None, log=print, suite: str | None = None, name: str = "drone"
+) -> str:
+    """The image's tag, building the image only when it is missing."""
+    recipe = recipe or Recipe.load(project_root() / "images" / name, suite=suite)
     if image_exists(recipe.tag):
         log(f"    {recipe.tag} is present (reused)")
         return recipe.tag
@@ -174,22 +183,23 @@ def ensure(recipe: Recipe | None = None, log=print, suite: str | None = None) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloudrone.fleet.image")
     parser.add_argument("action", choices=["ensure", "tag"])
+    parser.add_argument("--image", choices=RECIPES, default="drone", help="which recipe")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--suite", help="another Debian release of the recipe (other_suites)")
     which.add_argument("--all-suites", action="store_true", help="every release of the recipe")
     args = parser.parse_args(argv)
     try:
+        folder = project_root() / "images" / args.image
         if args.action == "tag":
-            print(Recipe.load(suite=args.suite).tag)
+            print(Recipe.load(folder, suite=args.suite).tag)
             return 0
         if args.all_suites:
-            folder = project_root() / "images" / "drone"
             for suite in all_suites(yaml.safe_load((folder / "recipe.yml").read_text())):
-                ensure(suite=suite)
+                ensure(suite=suite, name=args.image)
         else:
-            ensure(suite=args.suite)
+            ensure(suite=args.suite, name=args.image)
     except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
-        print(f"drone image: {exc}", file=sys.stderr)
+        print(f"{args.image} image: {exc}", file=sys.stderr)
         return 1
     return 0
 
