@@ -12,7 +12,7 @@ next round of pulls brings every post everywhere.
 The document is written to ``--data`` after every change, so a restarted
 replica comes back with what it had, then catches up from its peers.
 
-    python3 board.py --port 8080 --data /data --peers 10.231.0.11:80,10.231.0.13:80
+    python3 board.py --port 8080 --data /data --peers drone-1=10.231.0.11:80,drone-3=10.231.0.13:80
 
 Standard library and pycrdt only: it runs in the board image
 (cloudrone.fleet.pyservice), not on the drone's host.
@@ -301,6 +301,16 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found\n", "text/plain")
 
 
+def own_peers(text: str, replica: str) -> list[str]:
+    """``[NAME=]HOST:PORT,...`` less the entry named after this replica."""
+    peers = []
+    for item in (p.strip() for p in text.split(",")):
+        name, _, address = item.rpartition("=")
+        if address and name != replica:
+            peers.append(address)
+    return peers
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="board")
     parser.add_argument("--port", type=int, default=int(os.environ.get("BOARD_PORT", 8080)))
@@ -308,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers",
         default=os.environ.get("BOARD_PEERS", ""),
-        help="host:port of the other replicas, comma-separated",
+        help="[NAME=]HOST:PORT of the replicas, comma-separated; NAME is the replica's "
+        "(its drone): this replica leaves its own entry out",
     )
     parser.add_argument(
         "--interval", type=float, default=float(os.environ.get("BOARD_INTERVAL", 1))
@@ -321,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None:
         args.data.mkdir(parents=True, exist_ok=True)
     board = Board(args.data, args.replica)
-    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    peers = own_peers(args.peers, args.replica)
     stop = threading.Event()
     threading.Thread(
         target=replicate, args=(board, peers, args.interval, stop), daemon=True

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import docker.errors
 
-from cloudrone.fleet import sim, tinyweb
+from cloudrone.fleet import pyservice, sim, tinyweb
 from cloudrone.mission.model import Mission, ServicePlan
 from cloudrone.mission.plan import built_archive, fleet_spec
 from cloudrone.paths import mission_state_dir, project_root
@@ -40,11 +40,14 @@ def build_images(mission: Mission, log: Log) -> dict[str, str]:
         if service.build is None:
             continue
         recipe, content = service.build
-        if recipe == "offline-map":
-            content = _map_site(mission, service, content, log)
-        elif recipe != "tinyweb":
+        if recipe == "board":
+            tag = pyservice.ensure("board", log=log)
+        elif recipe == "offline-map":
+            tag = tinyweb.ensure(www=_map_site(mission, service, content, log), log=log)
+        elif recipe == "tinyweb":
+            tag = tinyweb.ensure(www=content, log=log)
+        else:
             raise sim.FleetError(f"service {service.name}: no recipe {recipe}")
-        tag = tinyweb.ensure(www=content, log=log)
         archive = built_archive(mission, service)
         if not _holds(archive, tag):
             archive.parent.mkdir(parents=True, exist_ok=True)

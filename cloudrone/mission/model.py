@@ -45,7 +45,8 @@ HINTS: dict[str, str] = {
     "loss": "give a whole percent of frames lost, 0 to 99",
     "metric": "give 1 (preferred), 2 or 3",
     "security": "use open, wpa2 or wpa3",
-    "recipe": "use tinyweb (a static web server for a folder of the bundle) or offline-map "
+    "recipe": "use tinyweb (a static web server for a folder of the bundle), board (the "
+    "camp's replicated board) or offline-map "
     "(a map of a .pmtiles or .geojson file of the bundle)",
 }
 
@@ -702,6 +703,18 @@ def _services(
             folder = None
             if recipe == "offline-map":
                 folder = _map_source(bundle, content, [*where, "build", "content"], report)
+            elif recipe == "board":
+                if content is not None:
+                    report(
+                        [*where, "build", "content"],
+                        "the board starts empty and takes no content; drop content",
+                    )
+                if not any(p.get("protocol", "tcp") == "tcp" for p in s.get("ports", [])):
+                    report(
+                        [*where, "ports"],
+                        "the board needs a published TCP port, for phones and for its "
+                        "replicas to reach each other: ports: [{target: 8080, published: 80}]",
+                    )
             elif content is not None:
                 folder = (bundle / content).resolve()
                 if not folder.is_relative_to(bundle.resolve()) or not folder.is_dir():

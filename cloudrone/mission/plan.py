@@ -103,8 +103,20 @@ def swarm_services(mission: Mission) -> list[dict[str, Any]]:
             ]
         if s.command is not None:
             entry["command"] = list(s.command)
-        if s.environment:
-            entry["environment"] = dict(s.environment)
+        environment = dict(s.environment)
+        if s.build is not None and s.build[0] == "board":
+            # each replica pulls from the others over the mesh, by their drones'
+            # mesh addresses and the published port; its posts live in a volume
+            port = s.ports[0]
+            peers = [
+                f"{d.name}={d.mesh_address}:{port.published}" for d in mission.service_drones(s)
+            ]
+            environment = {"BOARD_PEERS": ",".join(peers), "BOARD_PORT": str(port.target),
+                           **environment}  # fmt: skip
+            entry["volumes"] = [f"{s.name}-data:/data"]
+            entry["hostname_from_node"] = True  # a replica names itself by its drone
+        if environment:
+            entry["environment"] = environment
         if s.drones:
             entry["constraints"] = [f"node.labels.{s.label}==true"]
         out.append(entry)

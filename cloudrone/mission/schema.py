@@ -327,13 +327,16 @@ SCHEMA: dict[str, Any] = {
                             "the bundle folder named by content; recipe offline-map serves a "
                             "map page (MapLibre) and the map named by content, a PMTiles "
                             "archive of vector tiles or GeoJSON cut into one, read by range "
-                            "requests."
+                            "requests; recipe board is the camp's board (who is safe, "
+                            "messages), whose replicas merge their posts over the mesh (a "
+                            "CRDT), so each side of a split keeps working and nothing is lost "
+                            "when it heals."
                         ),
                         "additionalProperties": False,
                         "required": ["recipe"],
                         "properties": {
                             "recipe": {
-                                "enum": ["tinyweb", "offline-map"],
+                                "enum": ["tinyweb", "offline-map", "board"],
                                 "description": "The recipe.",
                             },
                             "content": _s(

@@ -29,7 +29,8 @@ def free_port() -> int:
 def replica(port: int, data, peers: list[int], name: str):
     proc = subprocess.Popen(
         [sys.executable, str(BOARD), "--port", str(port), "--data", str(data),
-         "--peers", ",".join(f"127.0.0.1:{p}" for p in peers), "--interval", "0.2",
+         "--peers", ",".join(f"127.0.0.1:{p}" if isinstance(p, int) else p for p in peers),
+         "--interval", "0.2",
          "--replica", name],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -100,10 +101,12 @@ def test_posts_on_both_sides_of_a_split_all_reach_both_after_it_heals(tmp_path):
 
 def test_many_posts_at_once_on_three_replicas_none_lost(tmp_path):
     ports = [free_port() for _ in range(3)]
+    # every replica is given the same list, as mission up gives it; each leaves itself out
+    every = [f"r{i}=127.0.0.1:{p}" for i, p in enumerate(ports)]
     with (
-        replica(ports[0], tmp_path / "0", [ports[1], ports[2]], "r0"),
-        replica(ports[1], tmp_path / "1", [ports[0], ports[2]], "r1"),
-        replica(ports[2], tmp_path / "2", [ports[0], ports[1]], "r2"),
+        replica(ports[0], tmp_path / "0", every, "r0"),
+        replica(ports[1], tmp_path / "1", every, "r1"),
+        replica(ports[2], tmp_path / "2", every, "r2"),
     ):
         ids = set()
         for i in range(30):
@@ -111,6 +114,10 @@ def test_many_posts_at_once_on_three_replicas_none_lost(tmp_path):
             assert code == 201
             ids.add(p["id"])
         wait_for(lambda: all(set(posts(p)) == ids for p in ports))
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/health", timeout=5) as answer:
+            health = json.load(answer)
+        assert sorted(health["peers"]) == sorted(f"127.0.0.1:{p}" for p in ports[1:])
+        assert all(peer["ok"] for peer in health["peers"].values())
 
 
 def test_a_restarted_replica_keeps_its_posts(tmp_path):

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from cloudrone.mission import schema
 from cloudrone.mission.model import MissionError, load, missing_secrets
 from cloudrone.mission.picture import draw, layers
-from cloudrone.mission.plan import fleet_spec, placement, render_inventory
+from cloudrone.mission.plan import fleet_spec, placement, render_inventory, swarm_services
 from tests.conftest import ROOT, tool
 
 DEMO_DIR = ROOT / "missions" / "demo"
@@ -207,6 +207,35 @@ def test_two_services_on_one_port_may_not_meet_on_a_drone(tmp_path):
                for p in found), found  # fmt: skip
     # on another drone, the same port is fine
     load(bundle(tmp_path, DEMO + second.replace("[drone-3]", "[drone-2]")))
+
+
+BOARD = (
+    "  - name: board\n    build: {recipe: board}\n    replicas: 2\n    drones: [drone-1, drone-3]\n"
+    "    ports: [{target: 8080, published: 8088}]\n"
+)
+
+
+def test_the_boards_replicas_know_each_other_by_mesh_address_and_keep_a_volume(tmp_path):
+    mission = load(bundle(tmp_path, DEMO + BOARD))
+    (entry,) = [s for s in swarm_services(mission) if s["name"] == "board"]
+    peers = "drone-1=10.42.0.11:8088,drone-3=10.42.0.13:8088"
+    assert entry["environment"] == {"BOARD_PEERS": peers, "BOARD_PORT": "8080"}
+    assert entry["volumes"] == ["board-data:/data"] and entry["hostname_from_node"]
+    assert entry["constraints"] == ["node.labels.cloudrone.serves.board==true"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "said"),
+    [
+        ("build: {recipe: board}", "build: {recipe: board, content: site}",
+         "services[1].build.content", "takes no content; drop content"),
+        ("    ports: [{target: 8080, published: 8088}]\n", "", "services[1].ports",
+         "the board needs a published TCP port"),
+    ],
+)  # fmt: skip
+def test_a_board_without_a_port_or_with_content_is_refused(tmp_path, old, new, field, said):
+    found = problems(tmp_path, DEMO + BOARD.replace(old, new))
+    assert any(f" {field}: " in p and said in p for p in found), found
 
 
 def test_a_declared_partition_is_accepted(tmp_path):
