@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -17,6 +18,7 @@ from cloudrone.bench.lab import wait_until
 from cloudrone.fleet import sim
 from cloudrone.mission import deploy
 from cloudrone.mission.model import load
+from cloudrone.mission.plan import fleet_spec
 from tests.browser import chromium, record_archive_reads, wait_map_drawn
 from tests.conftest import BIN, ROOT, tool
 
@@ -52,6 +54,18 @@ MAP_SERVICE = """\
     memory_limit: 32M
     ports: [{target: 8080, published: 80}]
 """
+# The camp board on both ends of the line: cutting drone-2/drone-3 puts one
+# copy on each side of the split.
+BOARD_SERVICE = """\
+  - name: board
+    build: {recipe: board}
+    replicas: 2
+    drones: [drone-1, drone-3]
+    memory: 24M
+    memory_limit: 48M
+    ports: [{target: 8080, published: 8088}]
+"""
+BOARD = {"drone-1": "10.252.1.11", "drone-3": "10.252.1.13"}
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "phone"
 
 
@@ -152,7 +166,7 @@ def bundle(tmp_path_factory, drone_image):
     (folder / "maps").mkdir()
     shutil.copyfile(CAMP_MAP, folder / "maps" / "camp.geojson")
     key = folder / "key"
-    (folder / "mission.yml").write_text(demo_text(key) + MAP_SERVICE)
+    (folder / "mission.yml").write_text(demo_text(key) + MAP_SERVICE + BOARD_SERVICE)
     sim.down(NAME, log=lambda _m: None)
     archive = folder.parent / f"{NAME}-pack.tar"
     packed = cli("mission", "pack", str(folder), "-o", str(archive))
@@ -228,6 +242,117 @@ def test_a_phone_in_a_browser_goes_from_its_internet_check_to_the_map_across_the
         assert read.server == "10.252.1.12", read  # drone-2, across the radio
 
 
+# What a phone's app does with the board: resolve its name, post a form, read
+# the posts (of the replica its name gives it, or of the one at an address).
+PHONE_BOARD = r"""
+import json, socket, sys, urllib.parse, urllib.request
+action, url = sys.argv[1], sys.argv[2]
+if action == "resolve":
+    host = urllib.parse.urlsplit(url).hostname
+    found = socket.getaddrinfo(host, 80, socket.AF_INET, socket.SOCK_STREAM)
+    print(json.dumps(sorted({a[4][0] for a in found})))
+elif action == "post":
+    request = urllib.request.Request(
+        url + "post", data=sys.argv[3].encode(), headers={"Accept": "application/json"})
+    print(urllib.request.urlopen(request, timeout=5).read().decode())
+else:
+    print(urllib.request.urlopen(url + action, timeout=5).read().decode())
+"""
+BOARD_URL = "http://board.cloudrone.internal:8088/"
+
+
+def board_call(phone: sim.Phone, action: str, url: str = BOARD_URL, form: str = ""):
+    """The JSON a phone got, or None when it got nothing."""
+    code, out = phone.sh(
+        f"python3 -c {shlex.quote(PHONE_BOARD)} {action} {url} {shlex.quote(form)}", timeout=20
+    )
+    try:
+        return json.loads(out.strip().splitlines()[-1]) if code == 0 else None
+    except (IndexError, json.JSONDecodeError):
+        return None
+
+
+def board_ids(phone: sim.Phone, drone: str) -> set[str] | None:
+    posts = board_call(phone, "posts.json", f"http://{BOARD[drone]}:8088/")
+    return None if posts is None else {p["id"] for p in posts["posts"]}
+
+
+def board_phones() -> dict[str, sim.Phone]:
+    client = docker.from_env()
+    return {d: sim.Phone(client.containers.get(f"cloudrone-{NAME}-phone-{d}")) for d in BOARD}
+
+
+def test_a_phone_in_a_browser_posts_to_the_board_and_the_other_copy_has_it(bundle, tmp_path):
+    """Chromium as the phone on drone-3: the landing page links the board, the
+    phone's post is on the board it sees, then on drone-1's copy too."""
+    phones = board_phones()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with chromium(executable=str(phones["drone-3"].browser(tmp_path))) as browser:
+        page = browser.new_page(viewport={"width": 412, "height": 800})
+        page.goto("http://welcome.cloudrone.internal/")
+        page.get_by_role("link", name="board").first.click()
+        page.wait_for_url(BOARD_URL)
+        page.get_by_label("Name").fill("Amina Yusuf")
+        page.get_by_label("Where (tent, area)").fill("tent C-12")
+        page.get_by_role("button", name="Post").click()
+        page.wait_for_url(BOARD_URL)
+        safe = page.locator("#safe li").all_inner_texts()
+        copy = page.locator("p.meta").inner_text()
+        page.screenshot(path=ARTIFACTS / "board.png")
+    assert any("Amina Yusuf (tent C-12)" in item for item in safe), safe
+    # the copy names its drone (either: the name gives both) and hears the other one
+    assert re.search(r"This copy: drone-[13]\. Copies in reach: 1 of 1\.", copy), copy
+    # drone-1's copy has it within a few rounds, across two radio hops
+    on_one = wait_until(
+        lambda: [p for p in (board_call(phones["drone-1"], "posts.json") or {"posts": []})["posts"]
+                 if p["name"] == "Amina Yusuf"],
+        timeout=30,
+    )  # fmt: skip
+    assert on_one and on_one[0]["place"] == "tent C-12", on_one
+
+
+def test_the_board_takes_posts_on_both_sides_of_a_split_and_has_them_all_when_it_heals(bundle):
+    folder = bundle[0]
+    fleet = sim.SimFleet(fleet_spec(load(folder)), log=lambda _m: None)
+    phones = board_phones()
+    both = sorted(BOARD.values())
+    for phone in phones.values():
+        assert wait_until(lambda p=phone: board_call(p, "resolve") == both, timeout=60), (
+            f"{phone.name} was not given both copies: {board_call(phone, 'resolve')}"
+        )
+    fleet.set_range("drone-2", "drone-3", None)  # the split: {drone-1, drone-2} | {drone-3}
+    try:
+        # each side's names give only the copy on its own side, within seconds
+        started = time.monotonic()
+        for drone, phone in phones.items():
+            assert wait_until(lambda p=phone, d=drone: board_call(p, "resolve") == [BOARD[d]],
+                              timeout=45), board_call(phone, "resolve")  # fmt: skip
+        SPLIT["names_followed_s"] = round(time.monotonic() - started, 1)
+        posted = {}
+        for drone, phone in phones.items():
+            for j in range(3):
+                answer = board_call(phone, "post", form=f"kind=safe&name=split-{drone}-{j}")
+                assert answer is not None and answer["name"] == f"split-{drone}-{j}", answer
+                posted.setdefault(drone, set()).add(answer["id"])
+        # the split is real: neither side has the other's posts
+        time.sleep(3)
+        assert not posted["drone-3"] & (board_ids(phones["drone-1"], "drone-1") or set())
+        assert not posted["drone-1"] & (board_ids(phones["drone-3"], "drone-3") or set())
+    finally:
+        fleet.set_range("drone-2", "drone-3", 5)  # the heal, as the bundle has the link
+    every = posted["drone-1"] | posted["drone-3"]
+    started = time.monotonic()
+    for drone, phone in phones.items():
+        for replica in BOARD:
+            assert wait_until(lambda p=phone, r=replica: every <= (board_ids(p, r) or set()),
+                              timeout=90), (drone, replica, board_ids(phone, replica))  # fmt: skip
+    SPLIT["healed_s"] = round(time.monotonic() - started, 1)
+    print(f"board split and heal: {SPLIT}")
+
+
+SPLIT: dict[str, float] = {}
+
+
 def test_run_state_stays_out_of_the_bundle_and_holds_no_secret(bundle, state_home):
     folder, _, _, _ = bundle
     # the bundle holds what the operator put there, and nothing a run wrote
@@ -286,9 +411,11 @@ def test_status_json_shows_the_line_the_swarm_and_the_service(bundle):
     assert status["services"] == {
         f"{NAME}_news": {"running": 1, "desired": 1, "drones": ["drone-3"]},
         f"{NAME}_map": {"running": 1, "desired": 1, "drones": ["drone-2"]},
+        f"{NAME}_board": {"running": 2, "desired": 2, "drones": ["drone-1", "drone-3"]},
     }
-    assert drones["drone-3"]["services"] == [f"{NAME}_news"]
+    assert sorted(drones["drone-3"]["services"]) == [f"{NAME}_board", f"{NAME}_news"]
     assert drones["drone-2"]["services"] == [f"{NAME}_map"]
+    assert drones["drone-1"]["services"] == [f"{NAME}_board"]
     assert all(d["access_point"]["phones"] == 1 for d in drones.values())
     flight = drones["drone-2"]["flight"]
     assert flight["mode"] == "disarmed" and flight["battery"]["voltage"] == pytest.approx(12.4)
