@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ import docker
 
 from cloudrone.fleet import sim
 from cloudrone.mission import deploy
-from cloudrone.mission.model import Mission, load, reach
+from cloudrone.mission.model import Mission, ServicePlan, load, reach
 from cloudrone.mission.plan import fleet_spec
 from cloudrone.paths import project_root
 
@@ -67,9 +68,9 @@ def _read_int(path: Path) -> int | None:
 class Sampler:
     """CPU time of a drone and of one container inside it, and the load average, once a second."""
 
-    def __init__(self, drone_id: str, period: float = 1.0) -> None:
+    def __init__(self, drone_id: str, period: float = 1.0, web: str | None = None) -> None:
         self.drone = CGROUP / "cpuacct" / "docker" / drone_id
-        scopes = sorted(self.drone.rglob("docker-*.scope"))
+        scopes = sorted(self.drone.rglob(f"docker-{web or ''}*.scope"))
         self.web = scopes[0] if scopes else None
         self.memory = (
             CGROUP / "memory" / self.web.relative_to(CGROUP / "cpuacct") if self.web else None
@@ -123,13 +124,25 @@ class Sampler:
         return out
 
 
-def ab(pid: int, address: str, host: str, port: int, users: int, requests: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Ask:
+    """What each request asks for: a path, and a byte range of it (a map tile)."""
+
+    path: str = "/"
+    range: str | None = None  # "START-END"
+
+    def flags(self) -> list[str]:
+        return ["-H", f"Range: bytes={self.range}"] if self.range else []
+
+
+def ab(pid: int, address: str, host: str, port: int, users: int, requests: int,
+       ask: Ask = Ask()) -> dict[str, Any]:  # fmt: skip
     """One ``ab`` run from a phone's network namespace; per-request times from its TSV."""
     with tempfile.NamedTemporaryFile(suffix=".tsv") as tsv:
         proc = subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "ab", "-q", "-r", "-s", str(TIMEOUT_S),
              "-n", str(requests), "-c", str(users), "-g", tsv.name, "-H", f"Host: {host}",
-             f"http://{address}:{port}/"],
+             *ask.flags(), f"http://{address}:{port}{ask.path}"],
             capture_output=True, text=True, timeout=900, check=False,
         )  # fmt: skip
         if proc.returncode != 0 and "timeout specified has expired" in proc.stderr:
@@ -144,7 +157,8 @@ def ab(pid: int, address: str, host: str, port: int, users: int, requests: int) 
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
     complete = int(fields.get("Complete requests", "0"))
-    failed = int(fields.get("Failed requests", "0"))
+    # a status other than 2xx (a 404 for a wrong path, say) counts as failed
+    failed = int(fields.get("Failed requests", "0")) + int(fields.get("Non-2xx responses", "0"))
     if complete == 0 or failed >= complete:
         raise RuntimeError(f"ab: no request to http://{address}:{port}/ was answered "
                            f"({failed} failed); is the service up?")  # fmt: skip
@@ -202,12 +216,156 @@ def _farthest(mission: Mission, drone: str) -> tuple[str, int]:
     return far, found[far][1]
 
 
-def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
+def _service(mission: Mission, bundle: Path, name: str | None) -> ServicePlan:
+    tcp = [s for s in mission.services if any(p.protocol == "tcp" for p in s.ports)]
+    chosen = next((s for s in tcp if name in (None, s.name)), None)
+    if chosen is None:
+        have = ", ".join(s.name for s in tcp) or "none"
+        raise SystemExit(f"{bundle}: no TCP service {name or ''} to load (it has: {have})")
+    return chosen
+
+
+def _web_container(drone: Any, mission: Mission, service: ServicePlan) -> str | None:
+    """The id of the service's container in the drone's own engine."""
+    label = f"com.docker.swarm.service.name={mission.name}_{service.name}"
+    code, out = drone.exec_run(["docker", "ps", "-q", "--no-trunc", "--filter", f"label={label}"])
+    ids = out.decode().split() if code == 0 else []
+    return ids[0] if ids else None
+
+
+RESOLVE = (
+    "import socket, sys; print(' '.join(dict.fromkeys(a[4][0] for a in "
+    "socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, socket.SOCK_STREAM))))"
+)
+
+
+def resolved(phone: sim.Phone, host: str) -> list[str]:
+    """The addresses a phone's resolver gives for ``host``, in its order."""
+    code, out = phone.sh(f'python3 -c "{RESOLVE}" {host}')
+    return out.split() if code == 0 else []
+
+
+def _run_record(u: int, result: dict[str, Any], times: list[int], summary: dict) -> dict:
+    return {
+        "users": u,
+        **result,
+        "mean_ms": round(statistics.fmean(times), 1) if times else 0.0,
+        "p50_ms": _quantile(times, 0.50),
+        "p90_ms": _quantile(times, 0.90),
+        "p99_ms": _quantile(times, 0.99),
+        "max_ms": float(times[-1]) if times else 0.0,
+        # the CDF at 200 points
+        "cdf_ms": [_quantile(times, i / 200) for i in range(201)],
+        **summary,
+    }
+
+
+def measure_spread(
+    bundle: Path, users: list[int], requests: int, name: str | None, ask: Ask
+) -> dict[str, Any]:
+    """Every phone at once, each to the replica its own resolver gives first: how
+    a crowd spread over the camp shares a service of several replicas by name."""
     mission = load(bundle)
     _fleet_up(mission, bundle)
-    service = next((s for s in mission.services if any(p.protocol == "tcp" for p in s.ports)), None)
-    if service is None:
-        raise SystemExit(f"{bundle}: no TCP service to load")
+    service = _service(mission, bundle, name)
+    spec = fleet_spec(mission)
+    client = docker.from_env()
+    serving = [d.name for d in mission.service_drones(service)]
+    drones = {n: client.containers.get(spec.container_name(n)) for n in serving}
+    image = next(iter(drones.values())).image.tags[0]
+    phones = deploy.ensure_phones(mission, image, print)
+    port = next(p for p in service.ports if p.protocol == "tcp").published
+    host = f"{service.dns}.{mission.access_point.domain}"
+    given: dict[str, tuple[str, int]] = {}
+    for on, phone in phones.items():
+        deploy.ensure_lease(phone, mission, on, print)
+        addresses = resolved(phone, host)
+        if not addresses:
+            raise SystemExit(f"{phone.name} cannot resolve {host}")
+        phone.container.reload()
+        given[on] = (addresses[0], phone.container.attrs["State"]["Pid"])
+        ab(given[on][1], given[on][0], host, port, 4, 200, ask)  # warm-up
+    print(f"  each phone's first address for {host}: "
+          + ", ".join(f"{on} -> {a}" for on, (a, _) in given.items()))  # fmt: skip
+    by_address = {str(d.mesh_address): d.name for d in mission.drones}
+    runs = []
+    for u in users:
+        share = max(1, round(u / len(phones)))
+        results: dict[str, Any] = {}
+        samplers = {
+            n: Sampler(c.id, web=_web_container(c, mission, service)) for n, c in drones.items()
+        }
+
+        def one(on: str, address: str, pid: int, share: int, results: dict) -> None:
+            try:
+                results[on] = ab(pid, address, host, port, share, requests // len(phones), ask)
+            except (Abandoned, RuntimeError) as exc:
+                results[on] = {"abandoned": str(exc)}
+
+        threads = [
+            threading.Thread(target=one, args=(on, a, pid, share, results))
+            for on, (a, pid) in given.items()
+        ]
+        for sampler in samplers.values():
+            sampler.__enter__()
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - started
+        for sampler in samplers.values():
+            sampler.__exit__()
+        done = {on: r for on, r in results.items() if "abandoned" not in r}
+        times = sorted(t for r in done.values() for t in r["ms"])
+        complete = sum(r["complete"] for r in done.values())
+        per_replica: dict[str, int] = {}
+        for on, r in done.items():
+            drone = by_address.get(given[on][0], given[on][0])
+            per_replica[drone] = per_replica.get(drone, 0) + r["complete"]
+        result = {
+            "complete": complete,
+            "failed": sum(r["failed"] for r in done.values()),
+            "abandoned_phones": sorted(set(results) - set(done)),
+            "requests_per_s": round(complete / wall, 1),
+            "per_replica": per_replica,
+        }
+        summary = {f"{n}_{k}": v for n, smp in samplers.items() for k, v in smp.summary().items()}
+        summary["drone_cpu_percent"] = max(v for k, v in summary.items()
+                                           if k.endswith("drone_cpu_percent"))  # fmt: skip
+        summary["load1_mean"] = statistics.fmean(
+            v for k, v in summary.items() if k.endswith("load1_mean")
+        )
+        run = _run_record(u, result, times, summary)
+        runs.append(run)
+        print(f"  {'all phones':16} {u:>4} users: {run['requests_per_s']:>7.0f} req/s, "
+              f"median {run['p50_ms']:>5.0f} ms, p99 {run['p99_ms']:>5.0f} ms, "
+              f"failed {run['failed']}, by replica {per_replica}, "
+              f"busiest drone CPU {run['drone_cpu_percent']:>5.1f} %")  # fmt: skip
+        time.sleep(2)
+    return {
+        "date": datetime.date.today().isoformat(),
+        "mission": mission.name,
+        "service": service.name,
+        "name": host,
+        "path": ask.path,
+        "range": ask.range,
+        "serving_drone": " and ".join(serving),
+        "model": "/".join(sorted({mission.drone(n).model for n in serving})),
+        "requests": requests,
+        "cpus": os.cpu_count(),
+        "series": [{"where": "every phone at once, by name", "phones": sorted(given),
+                    "given": {on: a for on, (a, _) in given.items()}, "mesh_hops": None,
+                    "runs": runs}],
+    }  # fmt: skip
+
+
+def measure(
+    bundle: Path, users: list[int], requests: int, name: str | None = None, ask: Ask = Ask()
+) -> dict[str, Any]:
+    mission = load(bundle)
+    _fleet_up(mission, bundle)
+    service = _service(mission, bundle, name)
     serving = mission.service_drones(service)[0].name
     far, hops = _farthest(mission, serving)
     drone = docker.from_env().containers.get(fleet_spec(mission).container_name(serving))
@@ -227,15 +385,16 @@ def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
         address = found.detail["addresses"][0]
         phone.container.reload()
         pid = phone.container.attrs["State"]["Pid"]
-        ab(pid, address, host, port, 10, 500)  # warm-up
+        ab(pid, address, host, port, 10, 500, ask)  # warm-up
+        web = _web_container(drone, mission, service)
         runs = []
         for u in users:
             before = retransmitted(pid)
-            sampler = Sampler(drone.id)
+            sampler = Sampler(drone.id, web=web)
             dropped = listen_drops(sampler.web)
             try:
                 with sampler:
-                    result = ab(pid, address, host, port, u, requests)
+                    result = ab(pid, address, host, port, u, requests, ask)
             except Abandoned as exc:
                 resent = retransmitted(pid) - before
                 runs.append({"users": u, "abandoned": str(exc),
@@ -248,18 +407,7 @@ def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
             if dropped is not None and after is not None:
                 result["web_listen_overflows"] = after - dropped
             times = result.pop("ms")
-            run = {
-                "users": u,
-                **result,
-                "mean_ms": round(statistics.fmean(times), 1) if times else 0.0,
-                "p50_ms": _quantile(times, 0.50),
-                "p90_ms": _quantile(times, 0.90),
-                "p99_ms": _quantile(times, 0.99),
-                "max_ms": float(times[-1]) if times else 0.0,
-                # the CDF at 200 points
-                "cdf_ms": [_quantile(times, i / 200) for i in range(201)],
-                **sampler.summary(),
-            }
+            run = _run_record(u, result, times, sampler.summary())
             runs.append(run)
             print(f"  {where:16} {u:>4} users: {run['requests_per_s']:>7.0f} req/s, "
                   f"median {run['p50_ms']:>5.0f} ms, p99 {run['p99_ms']:>5.0f} ms, "
@@ -275,6 +423,8 @@ def measure(bundle: Path, users: list[int], requests: int) -> dict[str, Any]:
         "mission": mission.name,
         "service": service.name,
         "name": host,
+        "path": ask.path,
+        "range": ask.range,
         "serving_drone": serving,
         "model": mission.drone(serving).model,
         "requests": requests,
@@ -333,12 +483,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, nargs="+", default=[10, 50, 100, 150, 200, 250])
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--out", type=Path, default=project_root() / "docs" / "bench")
+    parser.add_argument("--service", help="the service to load (default: the first TCP one)")
+    parser.add_argument("--path", default="/", help="what each request asks for (default /)")
+    parser.add_argument("--range", help="START-END: ask for these bytes of it (a map tile)")
+    parser.add_argument(
+        "--spread", action="store_true", help="every phone at once, each to its first replica"
+    )
+    parser.add_argument("--label", default="load", help="the files' name: LABEL.json, LABEL.png")
     args = parser.parse_args(argv)
-    result = measure(args.bundle, args.users, args.requests)
+    ask = Ask(args.path, args.range)
+    if args.spread:
+        result = measure_spread(args.bundle, args.users, args.requests, args.service, ask)
+    else:
+        result = measure(args.bundle, args.users, args.requests, args.service, ask)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, args.out / "load.png")
-    print(f"wrote {args.out / 'load.json'} and {args.out / 'load.png'}")
+    (args.out / f"{args.label}.json").write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, args.out / f"{args.label}.png")
+    print(f"wrote {args.out / args.label}.json and .png")
     return 0
 
 

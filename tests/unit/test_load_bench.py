@@ -72,3 +72,16 @@ def test_ab_that_cannot_connect_says_so():
         closed = s.getsockname()[1]
     with pytest.raises(RuntimeError, match=r"no request .* was answered"):
         bench.ab(os.getpid(), "127.0.0.1", "x", closed, 1, 10)
+
+
+def test_ab_asks_for_a_byte_range_as_the_map_reads_its_tiles(page):
+    tile = bench.Ask("/index.html", "1024-2047")
+    result = bench.ab(os.getpid(), "127.0.0.1", "map.camp.internal", page, 4, 100, tile)
+    # 206 Partial Content, exactly the kilobyte asked for
+    assert result["complete"] == 100 and result["failed"] == 0
+    assert result["bytes_per_response"] == 1024
+
+
+def test_answers_that_are_not_2xx_count_as_failed(page):
+    with pytest.raises(RuntimeError, match=r"no request .* was answered \(50 failed\)"):
+        bench.ab(os.getpid(), "127.0.0.1", "x", page, 2, 50, bench.Ask("/missing.pmtiles"))
