@@ -44,6 +44,7 @@ LIMITS = {"name": 60, "place": 60, "text": 500}
 MAX_BODY = 64 * 1024
 MAX_POSTS = 20_000
 STATE_FILE = "board.ydoc"
+BACKLOG = 256  # the kernel caps it at net.core.somaxconn (4096 on Debian 12)
 
 
 class Board:
@@ -214,6 +215,13 @@ def render(board: Board, error: str = "") -> str:
     )
 
 
+class Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: past five connections waiting
+    # to be accepted, a crowd's SYNs are dropped and wait 1, 3, 7... seconds
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+
 class Handler(BaseHTTPRequestHandler):
     board: Board
     server_version = "cloudrone-board"
@@ -338,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         target=replicate, args=(board, peers, args.interval, stop), daemon=True
     ).start()
     Handler.board = board
-    server = ThreadingHTTPServer(("", args.port), Handler)
-    server.daemon_threads = True
+    server = Server(("", args.port), Handler)
     LOG.info("replica %s on port %d, %d posts, peers %s", args.replica, args.port,
              len(board.posts), ", ".join(peers) or "none")  # fmt: skip
     try:

@@ -165,3 +165,14 @@ def test_oversized_bodies_and_garbage_state_vectors_are_refused(tmp_path):
         assert refused.value.code == 400
         assert proc.poll() is None  # still serving
         assert post(port, kind="safe", name="still here")[0] == 201
+
+
+def test_a_crowd_of_connections_waits_in_the_backlog_not_in_syn_retries(tmp_path):
+    """socketserver listens with a backlog of 5 unless told: a sixth phone's
+    SYN would be dropped and sent again 1, 3, 7 seconds later."""
+    port = free_port()
+    with replica(port, tmp_path, [], "a"):
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                             text=True, check=True).stdout.split()  # fmt: skip
+        # State Recv-Q Send-Q Local Peer: a listener's Send-Q is its backlog
+        assert int(out[2]) >= 128, out
