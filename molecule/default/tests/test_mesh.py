@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 from cloudrone.bench.lab import wait_until
+from cloudrone.fleet import sim
 
 MESH = {"drone-m1": "10.251.1.11", "drone-m2": "10.251.1.12"}
 HNA = {"drone-m1": "10.251.11.0/24"}  # molecule.yml: drone-m1's mesh_hna_networks
@@ -55,5 +57,26 @@ def test_the_mesh_interface_is_trusted_and_relays(host):
     mesh_iface = host.check_output("ip -o -4 addr show | awk '$4 ~ /^10[.]251[.]1[.]/ {print $2}'")
     trusted = host.check_output("nft list set inet cloudrone trusted_ifaces")
     assert f'"{mesh_iface}"' in trusted
-    forward = host.check_output("nft list chain inet cloudrone roles_forward")
-    assert f'iifname "{mesh_iface}" oifname "{mesh_iface}" accept' in forward
+    relay = host.check_output("nft list set inet cloudrone relay_ifaces")
+    assert f'"{mesh_iface}"' in relay
+
+
+CONTROLLER = "10.251.1.254"  # the test machine's address on the mesh link
+
+
+def test_a_relay_passes_on_a_reply_whose_request_went_another_way(host, drone):
+    """Round a loop of drones the two directions may take different paths: here
+    the controller's ping goes straight to the other drone, whose reply is sent
+    back through this one, which never saw the request."""
+    other = next(d for d in MESH if d != drone)
+    fleet = sim.molecule_fleet("molecule-default")
+    code, out = fleet.sh(other, f"ip route replace {CONTROLLER}/32 via {MESH[drone]}")
+    assert code == 0, out
+    try:
+        code, route = fleet.sh(other, f"ip -4 route get {CONTROLLER}")
+        assert f"via {MESH[drone]}" in route, route
+        ping = subprocess.run(["ping", "-c", "3", "-W", "2", MESH[other]],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+    finally:
+        fleet.sh(other, f"ip route del {CONTROLLER}/32")
