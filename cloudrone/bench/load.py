@@ -330,12 +330,12 @@ def measure_spread(
             "requests_per_s": round(complete / wall, 1),
             "per_replica": per_replica,
         }
-        summary = {f"{n}_{k}": v for n, smp in samplers.items() for k, v in smp.summary().items()}
-        summary["drone_cpu_percent"] = max(v for k, v in summary.items()
-                                           if k.endswith("drone_cpu_percent"))  # fmt: skip
-        summary["load1_mean"] = statistics.fmean(
-            v for k, v in summary.items() if k.endswith("load1_mean")
-        )
+        each = {n: smp.summary() for n, smp in samplers.items()}
+        summary = {
+            "replicas_cpu": each,  # per serving drone: its CPU, its container's CPU and memory
+            "drone_cpu_percent": max(e["drone_cpu_percent"] for e in each.values()),
+            "load1_mean": max(e["load1_mean"] for e in each.values()),
+        }
         run = _run_record(u, result, times, summary)
         runs.append(run)
         print(f"  {'all phones':16} {u:>4} users: {run['requests_per_s']:>7.0f} req/s, "
@@ -448,10 +448,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
             axes[0].plot(cdf, [j / 200 for j in range(len(cdf))], styles[i % 2],
                          label=f"{run['users']} users, {s['where']}", lw=1)  # fmt: skip
         users = [r["users"] for r in done]
-        axes[1].plot(users, [r["drone_cpu_percent"] for r in done], "o" + styles[i % 2],
-                     label=f"drone, {s['where']}")  # fmt: skip
-        axes[1].plot(users, [r.get("web_cpu_percent", 0) for r in done],
-                     "x" + styles[i % 2], label=f"web container, {s['where']}")  # fmt: skip
+        # one drone, or (a service of several replicas) each serving drone
+        per_drone = sorted(done[0].get("replicas_cpu", {"": None})) if done else []
+        for j, drone in enumerate(per_drone):
+            cpu = [r["replicas_cpu"][drone] if drone else r for r in done]
+            style = styles[(i + j) % 2]
+            named = f"{drone}, " if drone else ""
+            axes[1].plot(users, [c["drone_cpu_percent"] for c in cpu], "o" + style,
+                         label=f"{named}drone, {s['where']}")  # fmt: skip
+            axes[1].plot(users, [c.get("web_cpu_percent", 0) for c in cpu],
+                         "x" + style, label=f"{named}web container, {s['where']}")  # fmt: skip
         axes[2].plot(users, [r["load1_mean"] for r in done], "o" + styles[i % 2],
                      label=s["where"])  # fmt: skip
     axes[0].set_xscale("log")
@@ -461,7 +467,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes[0].legend(fontsize=6, ncol=2)
     axes[1].set_xlabel("concurrent users")
     axes[1].set_ylabel("CPU (% of the drone's one core)")
-    axes[1].set_title("(b) CPU utilisation of the serving drone", fontsize=10)
+    axes[1].set_title("(b) CPU utilisation of the serving drone(s)", fontsize=10)
     axes[1].legend(fontsize=7)
     axes[2].set_xlabel("concurrent users")
     axes[2].set_ylabel("1-minute load average (whole machine)")

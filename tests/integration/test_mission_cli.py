@@ -61,7 +61,7 @@ BOARD_SERVICE = """\
     build: {recipe: board}
     replicas: 2
     drones: [drone-1, drone-3]
-    memory: 24M
+    memory: 32M
     memory_limit: 48M
     ports: [{target: 8080, published: 8088}]
 """
