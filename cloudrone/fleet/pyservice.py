@@ -24,10 +24,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
-
 from cloudrone.fleet import image as debian_image
-from cloudrone.fleet.sim import FleetError, engine_client
+from cloudrone.fleet import tinyweb
+from cloudrone.fleet.sim import FleetError
 from cloudrone.paths import project_root
 from cloudrone.wheelhouse import CONTROLLER_LOCK, Target, read_pins
 
@@ -156,18 +155,7 @@ def ensure(name: str, log=print, root: Path | None = None) -> str:
     except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
         raise FleetError(f"the python base image: {exc}") from None
     tag, context = _context(service, base, root)
-    client = engine_client()
-    try:
-        client.images.get(tag)
-        log(f"    {tag} is present (reused)")
-        return tag
-    except docker.errors.ImageNotFound:
-        pass
-    try:
-        client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, pull=False)
-    except docker.errors.BuildError as exc:
-        raise FleetError(f"building {tag} failed: {exc.msg}") from None
-    log(f"    built {tag}")
+    tinyweb.build_once(tag, context, log)
     return tag
 
 
@@ -185,8 +173,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         tag = ensure(args.service)
         if args.save:
-            from cloudrone.fleet import tinyweb
-
             tinyweb.save(tag, args.save)
         print(tag)
     except FleetError as exc:

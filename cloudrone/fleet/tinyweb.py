@@ -66,25 +66,32 @@ def _context(files: list[tuple[str, bytes, int]]) -> io.BytesIO:
     return buffer
 
 
-def ensure(busybox: Path = BUSYBOX, www: Path | None = None, log=print) -> str:
-    """The image's tag, built when its inputs changed (or it is missing)."""
-    files = _inputs(busybox, www or project_root() / "images" / "tinyweb")
-    tag = tag_for(files)
+def build_once(tag: str, context: io.BytesIO, log=print) -> bool:
+    """Build ``tag`` from a tar ``context`` unless the engine holds it; True if built.
+
+    The tag is a hash of the inputs, so an image under it is the one they make.
+    """
     client = engine_client()
     try:
         client.images.get(tag)
         log(f"    {tag} is present (reused)")
-        return tag
+        return False
     except docker.errors.ImageNotFound:
         pass
     try:
-        client.images.build(
-            fileobj=_context(files), custom_context=True, tag=tag, rm=True, pull=False
-        )
+        client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, pull=False)
     except docker.errors.BuildError as exc:
         raise FleetError(f"building {tag} failed: {exc.msg}") from None
-    client.images.get(tag).tag(REPOSITORY, "latest")
     log(f"    built {tag}")
+    return True
+
+
+def ensure(busybox: Path = BUSYBOX, www: Path | None = None, log=print) -> str:
+    """The image's tag, built when its inputs changed (or it is missing)."""
+    files = _inputs(busybox, www or project_root() / "images" / "tinyweb")
+    tag = tag_for(files)
+    if build_once(tag, _context(files), log):
+        engine_client().images.get(tag).tag(REPOSITORY, "latest")
     return tag
 
 
