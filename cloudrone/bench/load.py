@@ -28,6 +28,7 @@ load average) and prints a table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -160,7 +161,7 @@ def ab(pid: int, address: str, host: str, port: int, users: int, requests: int,
     # a status other than 2xx (a 404 for a wrong path, say) counts as failed
     failed = int(fields.get("Failed requests", "0")) + int(fields.get("Non-2xx responses", "0"))
     if complete == 0 or failed >= complete:
-        raise RuntimeError(f"ab: no request to http://{address}:{port}/ was answered "
+        raise RuntimeError(f"ab: no request to http://{address}:{port}{ask.path} was answered "
                            f"({failed} failed); is the service up?")  # fmt: skip
     return {
         "complete": complete,
@@ -245,6 +246,23 @@ def resolved(phone: sim.Phone, host: str) -> list[str]:
     return out.split() if code == 0 else []
 
 
+def _about(mission: Mission, service: ServicePlan, host: str, ask: Ask, requests: int,
+           serving: list[str]) -> dict[str, Any]:  # fmt: skip
+    """What a result file says it measured, before its series."""
+    return {
+        "date": datetime.date.today().isoformat(),
+        "mission": mission.name,
+        "service": service.name,
+        "name": host,
+        "path": ask.path,
+        "range": ask.range,
+        "serving_drone": " and ".join(serving),
+        "model": "/".join(sorted({mission.drone(n).model for n in serving})),
+        "requests": requests,
+        "cpus": os.cpu_count(),
+    }
+
+
 def _run_record(u: int, result: dict[str, Any], times: list[int], summary: dict) -> dict:
     return {
         "users": u,
@@ -306,16 +324,15 @@ def measure_spread(
             threading.Thread(target=one, args=(on, a, pid, share, results))
             for on, (a, pid) in given.items()
         ]
-        for sampler in samplers.values():
-            sampler.__enter__()
-        started = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - started
-        for sampler in samplers.values():
-            sampler.__exit__()
+        with contextlib.ExitStack() as sampling:
+            for sampler in samplers.values():
+                sampling.enter_context(sampler)
+            started = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.monotonic() - started
         done = {on: r for on, r in results.items() if "abandoned" not in r}
         times = sorted(t for r in done.values() for t in r["ms"])
         complete = sum(r["complete"] for r in done.values())
@@ -344,16 +361,7 @@ def measure_spread(
               f"busiest drone CPU {run['drone_cpu_percent']:>5.1f} %")  # fmt: skip
         time.sleep(2)
     return {
-        "date": datetime.date.today().isoformat(),
-        "mission": mission.name,
-        "service": service.name,
-        "name": host,
-        "path": ask.path,
-        "range": ask.range,
-        "serving_drone": " and ".join(serving),
-        "model": "/".join(sorted({mission.drone(n).model for n in serving})),
-        "requests": requests,
-        "cpus": os.cpu_count(),
+        **_about(mission, service, host, ask, requests, serving),
         "series": [{"where": "every phone at once, by name", "phones": sorted(given),
                     "given": {on: a for on, (a, _) in given.items()}, "mesh_hops": None,
                     "runs": runs}],
@@ -419,16 +427,7 @@ def measure(
         series.append({"where": where, "phone_on": on, "mesh_hops": radio_hops,
                        "address": address, "runs": runs})  # fmt: skip
     return {
-        "date": datetime.date.today().isoformat(),
-        "mission": mission.name,
-        "service": service.name,
-        "name": host,
-        "path": ask.path,
-        "range": ask.range,
-        "serving_drone": serving,
-        "model": mission.drone(serving).model,
-        "requests": requests,
-        "cpus": os.cpu_count(),
+        **_about(mission, service, host, ask, requests, [serving]),
         "series": series,
     }
 

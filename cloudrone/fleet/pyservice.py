@@ -15,11 +15,9 @@ The tag is a hash of everything that goes in: unchanged inputs reuse the image.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import subprocess
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,22 +126,8 @@ def _context(service: Service, base: str, root: Path) -> tuple[str, io.BytesIO]:
         f'ENTRYPOINT ["python3", "{HOME}/{module}"]',
     ]
     files.insert(0, ("Dockerfile", ("\n".join(lines) + "\n").encode(), 0o644))
-    digest = hashlib.sha256()
-    for name, content, mode in files:
-        digest.update(f"{name}\0{mode}\0{len(content)}\0".encode())
-        digest.update(content)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, content, mode in files:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(content), mode
-            tar.addfile(info, io.BytesIO(content))
-        if service.data:
-            info = tarfile.TarInfo("data")
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-    buffer.seek(0)
-    return f"cloudrone/{service.name}:{digest.hexdigest()[:12]}", buffer
+    tag = tinyweb.tag_for(files, repository=f"cloudrone/{service.name}")
+    return tag, tinyweb._context(files, folders=("data",) if service.data else ())
 
 
 def ensure(name: str, log=print, root: Path | None = None) -> str:

@@ -670,7 +670,7 @@ touch "$marker"
             )
             inner = out.decode().strip()
             rc2, peer = container.exec_run(["cat", f"/sys/class/net/{inner}/iflink"])
-            if not (rc or rc2 or not inner):
+            if rc == 0 and rc2 == 0 and inner:
                 return socket.if_indextoname(int(peer.decode().strip()))
             time.sleep(0.5 * (attempt + 1))
         raise FleetError(f"drone {drone}: no interface holds its mesh address {address}")

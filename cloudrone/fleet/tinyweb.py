@@ -47,21 +47,27 @@ def _inputs(busybox: Path, www: Path) -> list[tuple[str, bytes, int]]:
     return files
 
 
-def tag_for(files: list[tuple[str, bytes, int]]) -> str:
+def tag_for(files: list[tuple[str, bytes, int]], repository: str = REPOSITORY) -> str:
+    """``repository:`` a hash of every input (name, mode, content)."""
     digest = hashlib.sha256()
     for name, content, mode in files:
         digest.update(f"{name}\0{mode}\0{len(content)}\0".encode())
         digest.update(content)
-    return f"{REPOSITORY}:{digest.hexdigest()[:12]}"
+    return f"{repository}:{digest.hexdigest()[:12]}"
 
 
-def _context(files: list[tuple[str, bytes, int]]) -> io.BytesIO:
+def _context(files: list[tuple[str, bytes, int]], folders: tuple[str, ...] = ()) -> io.BytesIO:
+    """A build context: the files, and empty ``folders`` (mode 755)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, content, mode in files:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(content), mode
             tar.addfile(info, io.BytesIO(content))
+        for name in folders:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
     buffer.seek(0)
     return buffer
 

@@ -107,7 +107,7 @@ def swarm_services(mission: Mission) -> list[dict[str, Any]]:
         if s.build is not None and s.build[0] == "board":
             # each replica pulls from the others over the mesh, by their drones'
             # mesh addresses and the published port; its posts live in a volume
-            port = s.ports[0]
+            port = next(p for p in s.ports if p.protocol == "tcp")  # the model requires one
             peers = [
                 f"{d.name}={d.mesh_address}:{port.published}" for d in mission.service_drones(s)
             ]
