@@ -17,22 +17,46 @@ FLIGHT_STATUS = "/run/cloudrone/flight-status.json"
 OLSR_STATUS = "http://127.0.0.1:9090/neighbors/links/mpr/routes"
 LEASES = "/var/lib/misc/dnsmasq.leases"
 SEPARATOR = "--- cloudrone-status ---"
+# Each part is bounded on its own: an engine stuck on a manager without quorum
+# (a drone just back from a split) empties its own parts, never the flight
+# bridge's, the mesh's or the phones'.
+PART_SECONDS = 6
 # What one login asks, each answer after a separator; a part that fails is empty.
-PARTS = ("flight", "mesh", "swarm", "nodes", "services", "tasks", "leases")
-COMMAND = " ; ".join(
-    f"echo '{SEPARATOR}'; {part}"
-    for part in (
-        f"cat {FLIGHT_STATUS} 2>/dev/null",
-        f"curl -sf --max-time 3 {OLSR_STATUS} 2>/dev/null",
-        "sudo -n docker info --format '{{json .Swarm}}' 2>/dev/null",
-        # the next two answer on managers only
-        "sudo -n docker node ls --format '{{json .}}' 2>/dev/null",
-        "sudo -n docker service ls --format '{{json .}}' 2>/dev/null",
+PARTS: tuple[tuple[str, str], ...] = (
+    ("flight", f"cat {FLIGHT_STATUS}"),
+    ("mesh", f"curl -sf --max-time 3 {OLSR_STATUS}"),
+    ("swarm", "sudo -n docker info --format '{{json .Swarm}}'"),
+    # the next two answer on managers only
+    ("nodes", "sudo -n docker node ls --format '{{json .}}'"),
+    ("services", "sudo -n docker service ls --format '{{json .}}'"),
+    (
+        "tasks",
         "sudo -n docker ps --filter label=com.docker.swarm.service.name"
-        " --format '{{.Label \"com.docker.swarm.service.name\"}}' 2>/dev/null",
-        f"cat {LEASES} 2>/dev/null",
-    )
+        " --format '{{.Label \"com.docker.swarm.service.name\"}}'",
+    ),
+    ("leases", f"cat {LEASES}"),
 )
+# The whole login's bound: the five parts that can be slow (the mesh's and the
+# engine's four) each at its own bound, and the login itself.
+LOGIN_SECONDS = PART_SECONDS * 5 + 10
+
+
+def status_command(
+    parts: tuple[tuple[str, str], ...] = PARTS, seconds: float = PART_SECONDS
+) -> str:
+    """One shell line that runs every part, each within ``seconds``, after its separator."""
+    return " ; ".join(
+        f"echo '{SEPARATOR}'; timeout {seconds} {command} 2>/dev/null" for _, command in parts
+    )
+
+
+def split_parts(stdout: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Each part's answer by name; a part the output does not reach is empty."""
+    chunks = stdout.split(SEPARATOR + "\n")[1:]
+    return dict(zip(names, chunks + [""] * (len(names) - len(chunks)), strict=False))
+
+
+COMMAND = status_command()
 
 
 @dataclass(frozen=True)
@@ -86,11 +110,10 @@ def run_on(
 
 def read_drone_status(mission: Mission, drone: DronePlan) -> DroneStatus:
     """Everything a drone says about itself, in one login; a silent part stays empty."""
-    code, stdout, _ = run_on(mission, drone, COMMAND, timeout=20)
+    code, stdout, _ = run_on(mission, drone, COMMAND, timeout=LOGIN_SECONDS)
     if code == 124:
         return DroneStatus(drone.name, True, None)
-    chunks = stdout.split(SEPARATOR + "\n")[1:]
-    parts = dict(zip(PARTS, chunks + [""] * (len(PARTS) - len(chunks)), strict=True))
+    parts = split_parts(stdout, tuple(name for name, _ in PARTS))
     running = [line.strip() for line in parts["tasks"].splitlines() if line.strip()]
     leases = parts["leases"].strip()
     return DroneStatus(

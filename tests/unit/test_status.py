@@ -1,12 +1,23 @@
-"""How mission status words a drone's flight bridge and battery."""
+"""How mission status asks a drone and words its flight bridge, battery and mesh."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 from cloudrone.mission.model import load
-from cloudrone.mission.status import describe_battery, describe_flight, describe_mesh, ssh_command
+from cloudrone.mission.status import (
+    PART_SECONDS,
+    PARTS,
+    SEPARATOR,
+    describe_battery,
+    describe_flight,
+    describe_mesh,
+    split_parts,
+    ssh_command,
+    status_command,
+)
 from tests.conftest import ROOT
 
 FLIGHT = {
@@ -61,3 +72,28 @@ def test_mesh_neighbours_by_name_relays_marked():
     assert describe_mesh(mesh, names) == "10.42.0.99, drone-2*, drone-3"
     assert describe_mesh({"neighbors": []}, names) == "none"
     assert describe_mesh(None, names) == "-"
+
+
+def test_a_stuck_part_empties_itself_and_leaves_the_others():
+    """The line status runs on a drone, run by a real shell here: the part that
+    hangs (an engine without quorum, say) is cut at its bound, the parts after
+    it still answer."""
+    parts = (
+        ("flight", 'echo \'{"mode": "manual"}\''),
+        ("nodes", "sleep 60"),
+        ("leases", "printf 'a\\nb\\n'"),
+    )
+    result = subprocess.run(
+        ["sh", "-c", status_command(parts, seconds=1)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    answers = split_parts(result.stdout, ("flight", "nodes", "leases"))
+    assert answers == {"flight": '{"mode": "manual"}\n', "nodes": "", "leases": "a\nb\n"}
+
+
+def test_the_drone_status_line_bounds_every_part():
+    line = status_command()
+    assert line.count(SEPARATOR) == len(PARTS)
+    assert line.count(f"timeout {PART_SECONDS} ") == len(PARTS)
+    # an output cut short leaves the missing parts empty, not absent
+    assert split_parts(f"{SEPARATOR}\nx\n", ("a", "b")) == {"a": "x\n", "b": ""}
