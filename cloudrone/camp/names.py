@@ -12,6 +12,12 @@ dnsmasq's ``local-ttl`` short, a phone stops being given a lost drone's
 address within seconds: a drone out of range loses its route, a stopped
 replica stops answering its port.
 
+One knock that goes unanswered is not enough to drop a replica that answered
+before: a busy drone or a lost packet can miss a 1-second connect. A routed
+replica is dropped after ``MISSES`` unanswered knocks in a row (one more round,
+2 s by default), and at once when its drone's route goes. A replica that has
+never answered is not given until it does.
+
 Each name lists every live replica, nearest first in the file (the order the
 phones get is dnsmasq's own). A name with no live replica is left out, so a
 phone is told at once there is none rather than sent to a dead address. UDP
@@ -40,6 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from cloudrone.camp import read_json_object
+
+# unanswered knocks in a row that drop a routed replica that answered before
+MISSES = 2
 
 
 class ConfigError(ValueError):
@@ -134,12 +143,18 @@ def knock(address: str, port: int, timeout: float) -> bool:
 
 
 def live(
-    config: Config, costs: dict[str, float] | None, probe=knock
+    config: Config,
+    costs: dict[str, float] | None,
+    probe=knock,
+    misses: dict[Candidate, int] | None = None,
 ) -> list[tuple[Candidate, float]]:
     """(candidate, cost) for every candidate that is routed and answers, nearest first.
 
     The drone's own address costs 0. Without a routing answer every candidate
-    is taken as reachable at cost 1 and only the knock decides.
+    is taken as reachable at cost 1 and only the knock decides. ``misses``, kept
+    by the caller from round to round, counts each TCP candidate's unanswered
+    knocks in a row: one that answered before stays until it reaches
+    ``MISSES``. Without it each round stands alone.
     """
     routed = []
     for c in config.candidates:
@@ -154,8 +169,15 @@ def live(
         answers = list(
             pool.map(lambda item: probe(item[0].address, item[0].port, config.timeout), tcp)
         )
-    up = {id(c) for (c, _), ok in zip(tcp, answers, strict=True) if ok}
-    out = [(c, cost) for c, cost in routed if c.protocol == "udp" or id(c) in up]
+    if misses is None:
+        misses = {}
+    routed_now = {c for c, _ in tcp}
+    for c in config.candidates:
+        if c not in routed_now:
+            misses[c] = MISSES  # no route: gone at once, and it must answer to come back
+    for (c, _), ok in zip(tcp, answers, strict=True):
+        misses[c] = 0 if ok else min(MISSES, misses.get(c, MISSES) + 1)
+    out = [(c, cost) for c, cost in routed if c.protocol == "udp" or misses[c] < MISSES]
     return sorted(out, key=lambda item: (item[1], item[0].address, item[0].service))
 
 
@@ -188,9 +210,11 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def cycle(config: Config, probe=knock) -> tuple[bool, list[dict[str, Any]]]:
+def cycle(
+    config: Config, probe=knock, misses: dict[Candidate, int] | None = None
+) -> tuple[bool, list[dict[str, Any]]]:
     costs = mesh_costs(config.routes_url, config.timeout)
-    answering = live(config, costs, probe)
+    answering = live(config, costs, probe, misses)
     changed = write_if_changed(config.hosts_file, hosts_text(config, answering))
     state = [
         {"service": c.service, "drone": c.drone, "address": c.address, "port": c.port, "cost": cost}
@@ -223,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config: Config, stop: threading.Event, once: bool = False) -> None:
     """Rounds every ``config.interval`` seconds until ``stop`` is set."""
+    misses: dict[Candidate, int] = {}
     while True:
         started = time.monotonic()
-        changed, state = cycle(config)
+        changed, state = cycle(config, misses=misses)
         if changed:
             names = sorted({f"{s['service']}@{s['drone']}" for s in state})
             print(f"cloudrone-names: answering {', '.join(names) or 'nothing'}", file=sys.stderr)

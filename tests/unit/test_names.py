@@ -142,6 +142,47 @@ def test_without_the_routing_daemon_the_knock_alone_decides(tmp_path):
     up.close()
 
 
+def test_one_missed_knock_keeps_a_replica_two_drop_it_a_lost_route_drops_it_at_once(
+    tmp_path, routes
+):
+    """A busy drone may miss a 1-second connect: a replica that answered is
+    given on through one unanswered knock, not through two; a replica never
+    heard is not given; a route lost drops it in the same round."""
+    services = [
+        {"name": "news", "address": "127.0.0.3", "port": 80, "drone": "d3"},
+        {"name": "news", "address": "127.0.0.2", "port": 80, "drone": "d2"},
+    ]
+    routes.routes = [
+        {"destination": "127.0.0.3", "metric": 1, "rtpMetricCost": 1.0},
+        {"destination": "127.0.0.2", "metric": 1, "rtpMetricCost": 1.0},
+    ]
+    config = names.load_config(write_config(tmp_path, services, routes.url))
+    # d3 answers, misses one, answers, misses two; d2 never answers
+    answers = {"127.0.0.3": [True, False, True, False, False]}
+    knocks = []
+
+    def probe(address, port, timeout):
+        knocks.append(address)
+        return address in answers and answers[address].pop(0)
+
+    misses = {}
+    given = []
+    for _ in range(5):
+        _, state = names.cycle(config, probe=probe, misses=misses)
+        given.append([s["drone"] for s in state])
+    assert given == [["d3"], ["d3"], ["d3"], ["d3"], []]
+    assert knocks.count("127.0.0.3") == 5  # every round knocks: no answer is remembered
+    # answering again, then its route goes: gone in that very round
+    answers["127.0.0.3"] = [True, True]
+    assert [s["drone"] for s in names.cycle(config, probe=probe, misses=misses)[1]] == ["d3"]
+    routes.routes = routes.routes[1:]
+    assert names.cycle(config, probe=probe, misses=misses)[1] == []
+    # without a memory each round stands alone: one missed knock drops it
+    routes.routes = [{"destination": "127.0.0.3", "metric": 1, "rtpMetricCost": 1.0}]
+    answers["127.0.0.3"] = [False]
+    assert names.cycle(config, probe=probe)[1] == []
+
+
 @pytest.mark.parametrize(
     ("raw", "said"),
     [
