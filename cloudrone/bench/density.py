@@ -376,6 +376,7 @@ class Drone:
             **os.environ,
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
             "ANSIBLE_FILTER_PLUGINS": str(root / "plugins" / "filter"),
+            "ANSIBLE_ACTION_PLUGINS": str(root / "plugins" / "action"),
             "ANSIBLE_HOST_KEY_CHECKING": "false",
         }
         playbook = Path(sys.executable).with_name("ansible-playbook")

@@ -26,6 +26,7 @@ def provision_swarm(*extra: str) -> subprocess.CompletedProcess:
         "ANSIBLE_CONFIG": str(ephemeral / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(project / "roles"),
         "ANSIBLE_FILTER_PLUGINS": str(project / "plugins" / "filter"),
+        "ANSIBLE_ACTION_PLUGINS": str(project / "plugins" / "action"),
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ephemeral / "facts"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
