@@ -22,6 +22,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -412,6 +413,10 @@ def spec_digest(kwargs: dict, addresses: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# separates the exit code from the output when SimFleet.sh reads a command's spool
+SPOOL_MARK = "--- cloudrone-sh-output ---"
+
+
 class SimFleet:
     """Bring a simulated fleet up, describe it, and take it down again."""
 
@@ -711,10 +716,29 @@ touch "$marker"
         return radio
 
     def sh(self, drone: str, command: str) -> tuple[int, str]:
-        """Run a shell command on a drone as root: (exit code, output)."""
+        """Run a shell command on a drone as root: (exit code, output).
+
+        The engine now and then loses a short exec's output while reporting
+        its exit code (moby/moby#27289, docker/docker-py#2042). So the
+        command's output and exit code go to a file on the drone, read back by
+        a second exec that can be repeated without running the command again.
+        """
         container = self.client.containers.get(self.spec.container_name(drone))
-        result = container.exec_run(["sh", "-c", command])
-        return result.exit_code, result.output.decode(errors="replace")
+        spool = f"/run/cloudrone-sh.{secrets.token_hex(6)}"
+        ran = container.exec_run(["sh", "-c", f"( {command}\n) >{spool} 2>&1; echo $? >{spool}.rc"])
+        for _ in range(5):
+            read = container.exec_run(
+                ["sh", "-c", f"cat {spool}.rc; echo {SPOOL_MARK}; cat {spool}"]
+            )
+            head, mark, body = (
+                (read.output or b"").decode(errors="replace").partition(SPOOL_MARK + "\n")
+            )
+            if mark and head.strip().isdigit():
+                container.exec_run(["rm", "-f", spool, f"{spool}.rc"], detach=True)
+                return int(head.strip()), body
+            time.sleep(0.2)
+        # the spool could not be read back: what the exec itself said
+        return ran.exit_code, (ran.output or b"").decode(errors="replace")
 
     def describe(self) -> list[dict[str, Any]]:
         out = []

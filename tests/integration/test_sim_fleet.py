@@ -53,6 +53,24 @@ def test_each_drone_has_its_name_and_fixed_addresses(fleet):
     assert "10.253.0.11/24" in addrs and "10.253.1.11/24" in addrs
 
 
+def test_fleet_sh_gives_exit_code_and_all_output_and_leaves_nothing_behind(fleet):
+    """SimFleet.sh spools a command's output on the drone and reads it back, so
+    a lost exec stream cannot turn an answer into an empty string."""
+    code, out = fleet.sh("a", "echo one; echo two >&2; exit 3  # a comment ends the line")
+    assert code == 3 and out.split() == ["one", "two"], (code, out)
+    assert fleet.sh("b", "true") == (0, "")
+    # a daemon left running does not hold the call open
+    started = time.monotonic()
+    assert fleet.sh("a", "sleep 30 & echo started")[1] == "started\n"
+    assert time.monotonic() - started < 10
+    # many short commands in a row, each with its answer
+    answers = [fleet.sh("b", f"echo {i}") for i in range(40)]
+    assert answers == [(0, f"{i}\n") for i in range(40)]
+    time.sleep(0.5)  # the spools are removed by a detached exec
+    # what is left is this very command's own spool
+    assert fleet.sh("a", "ls /run | grep cloudrone-sh || true")[1].count("cloudrone-sh") == 1
+
+
 def test_drones_reach_each_other_over_the_mesh_link(fleet):
     rc, out = sh("cloudrone-itest-sim-a", "ping -c 2 -W 2 10.253.1.12")
     assert rc == 0, out
