@@ -127,7 +127,7 @@ def _context(service: Service, base: str, root: Path) -> tuple[str, io.BytesIO]:
     ]
     files.insert(0, ("Dockerfile", ("\n".join(lines) + "\n").encode(), 0o644))
     tag = tinyweb.tag_for(files, repository=f"cloudrone/{service.name}")
-    return tag, tinyweb._context(files, folders=("data",) if service.data else ())
+    return tag, tinyweb.build_context(files, folders=("data",) if service.data else ())
 
 
 def ensure(name: str, log=print, root: Path | None = None) -> str:

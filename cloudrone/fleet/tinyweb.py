@@ -56,7 +56,7 @@ def tag_for(files: list[tuple[str, bytes, int]], repository: str = REPOSITORY) -
     return f"{repository}:{digest.hexdigest()[:12]}"
 
 
-def _context(files: list[tuple[str, bytes, int]], folders: tuple[str, ...] = ()) -> io.BytesIO:
+def build_context(files: list[tuple[str, bytes, int]], folders: tuple[str, ...] = ()) -> io.BytesIO:
     """A build context: the files, and empty ``folders`` (mode 755)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -96,7 +96,7 @@ def ensure(busybox: Path = BUSYBOX, www: Path | None = None, log=print) -> str:
     """The image's tag, built when its inputs changed (or it is missing)."""
     files = _inputs(busybox, www or project_root() / "images" / "tinyweb")
     tag = tag_for(files)
-    if build_once(tag, _context(files), log):
+    if build_once(tag, build_context(files), log):
         engine_client().images.get(tag).tag(REPOSITORY, "latest")
     return tag
 
