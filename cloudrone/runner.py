@@ -114,8 +114,6 @@ def run_playbook(
     envvars = {
         "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(root / "roles"),
-        # each mission keeps its own facts: drone names repeat across missions
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(state_dir / "facts"),
         "ANSIBLE_FORCE_COLOR": "0",
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
     }
@@ -136,6 +134,10 @@ def run_playbook(
         quiet=True,
         event_handler=handle,
         rotate_artifacts=3,
+        # each mission keeps its own facts (drone names repeat across missions)
+        # from one run to the next; the runner would otherwise give every run a
+        # new, empty cache in its artifacts and every run would gather again
+        fact_cache=str(state_dir / "facts"),
         # no env/ files with the variables of the run
         suppress_env_files=True,
     )
