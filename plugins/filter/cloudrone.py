@@ -92,6 +92,21 @@ def utf8_length(text: Any) -> int:
     return len(str(text).encode("utf-8"))
 
 
+def dpkg_installed(listing: Any) -> dict[str, str]:
+    """Package name -> version of what dpkg holds installed.
+
+    ``listing`` is the output of ``dpkg-query --show --showformat='${db:Status-Abbrev}
+    ${Package} ${Version}\n'``: the status's second letter ``i`` is installed; a
+    package dpkg knows but has removed (``un``, ``rc``) is left out.
+    """
+    installed = {}
+    for line in str(listing).splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[0][1:2] == "i":
+            installed[fields[1]] = fields[2]
+    return installed
+
+
 def binpack_plan(nodes: list[dict], services: list[dict]) -> list[dict]:
     """The binpack placement (cloudrone.mission.placement) as Swarm services.
 
@@ -202,6 +217,7 @@ class FilterModule:
             "channels_allowed": channels_allowed,
             "default_route_split": default_route_split,
             "utf8_length": utf8_length,
+            "dpkg_installed": dpkg_installed,
             "docker_archive_images": docker_archive_images,
             "binpack_plan": binpack_plan,
             "memory_bytes": memory_bytes,

@@ -188,3 +188,20 @@ def test_a_docker_save_archive_lists_its_images_as_docker_image_ls(tmp_path):
     (tmp_path / "not.tar").write_text("hello")
     with pytest.raises(ValueError, match="not a docker save archive"):
         filters.docker_archive_images(str(tmp_path / "not.tar"))
+
+
+def test_what_dpkg_holds_installed_by_name_and_version():
+    import subprocess
+
+    listing = subprocess.run(
+        ["dpkg-query", "--show", "--showformat=${db:Status-Abbrev} ${Package} ${Version}\n"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    installed = filters.dpkg_installed(listing)
+    assert installed["dpkg"] == subprocess.run(
+        ["dpkg-query", "--show", "--showformat=${Version}", "dpkg"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    # removed with its settings kept, known but never installed, half-configured
+    made_up = "rc  gone 1.0\nun  never <none>\niF  broken 2.0\nhi  held 3.1-2\n"
+    assert filters.dpkg_installed(made_up) == {"held": "3.1-2"}
