@@ -162,9 +162,35 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def wheel_inputs(root: Path) -> str:
+    """A digest of everything the drone's wheel is built from: its pyproject and
+    every file it force-includes (the drone's modules of this source tree)."""
+    project = root / DRONE_PROJECT
+    meta = tomllib.loads((project / "pyproject.toml").read_text())
+    sources = meta["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    digest = hashlib.sha256((project / "pyproject.toml").read_bytes())
+    for source, inside in sorted(sources.items()):
+        path = (project / source).resolve()
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file() and "__pycache__" not in f.parts:
+                name = f"{inside}/{f.relative_to(path)}" if path.is_dir() else inside
+                digest.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def build_project_wheel(root: Path, dest: Path) -> tuple[Path, bool]:
-    """Build the drone's wheel into ``dest``; replace the old one only if it differs."""
+    """Build the drone's wheel into ``dest``; replace the old one only if it differs.
+
+    A wheel built from the same inputs (``wheel_inputs``) is not built again:
+    pip takes most of a second, and every provisioning run asks.
+    """
     dest.mkdir(parents=True, exist_ok=True)
+    inputs = wheel_inputs(root)
+    stamp = dest / ".wheel-inputs"
+    built_before = list(dest.glob("cloudrone_drone-*.whl"))
+    if len(built_before) == 1 and stamp.is_file() and stamp.read_text() == inputs:
+        return built_before[0], False
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -176,10 +202,12 @@ def build_project_wheel(root: Path, dest: Path) -> tuple[Path, bool]:
         (built,) = Path(tmp).glob("cloudrone_drone-*.whl")
         target = dest / built.name
         if target.exists() and _sha256(target) == _sha256(built):
+            stamp.write_text(inputs)
             return target, False
         for old in dest.glob("cloudrone_drone-*.whl"):
             old.unlink()
         shutil.copy2(built, target)
+        stamp.write_text(inputs)
         return target, True
 
 

@@ -191,4 +191,43 @@ def test_builds_at_once_of_one_wheelhouse_all_succeed_and_agree(tmp_path):
     assert sum(r["changed"] for r in results) == 1  # the first built, the others found it
     assert len({r["bundles"][str(target)]["sha256"] for r in results}) == 1
     files = {p.name for p in tmp_path.iterdir() if p.is_file()}
-    assert files == {".lock", results[0]["wheel"], f"cloudrone-bundle-{target}.tar"}
+    assert files == {
+        ".lock",
+        ".wheel-inputs",
+        results[0]["wheel"],
+        f"cloudrone-bundle-{target}.tar",
+    }
+
+
+def test_the_wheel_is_built_again_only_when_a_drone_source_changes(tmp_path, monkeypatch):
+    import shutil
+
+    import cloudrone.wheelhouse as wh
+
+    # a copy of the source tree the wheel is built from
+    root = tmp_path / "src"
+    shutil.copytree(ROOT / "drone", root / "drone")
+    shutil.copytree(ROOT / "cloudrone", root / "cloudrone",
+                    ignore=shutil.ignore_patterns("__pycache__", "node_modules"))  # fmt: skip
+    dest = tmp_path / "wheelhouse"
+    first, changed = build_project_wheel(root, dest)
+    assert changed
+
+    # unchanged sources: no pip at all
+    def no_pip(*_args, **_kwargs):
+        raise AssertionError("pip was asked to build a wheel whose sources did not change")
+
+    with monkeypatch.context() as m:
+        m.setattr(wh.subprocess, "run", no_pip)
+        assert build_project_wheel(root, dest) == (first, False)
+        # a controller-only module is not in the wheel: still nothing to build
+        (root / "cloudrone" / "cli.py").write_text("# changed\n")
+        assert build_project_wheel(root, dest) == (first, False)
+
+    before = first.read_bytes()
+    daemon = root / "cloudrone" / "olsr" / "daemon.py"
+    daemon.write_text(daemon.read_text() + "\n# a change the drones must get\n")
+    again, changed = build_project_wheel(root, dest)
+    assert changed and again.read_bytes() != before
+    with zipfile.ZipFile(again) as wheel:
+        assert b"a change the drones must get" in wheel.read("cloudrone/olsr/daemon.py")
