@@ -668,6 +668,11 @@ touch "$marker"
         spec_drone = next(d for d in self.spec.drones if d.name == drone)
         address = str(spec_drone.addresses[self.spec.radio.link])
         container = self.client.containers.get(self.spec.container_name(drone))
+        if container.status != "running":
+            raise FleetError(
+                f"drone {drone}: its container is {container.status}; start it (or bring "
+                "the fleet up again) before changing the radio range"
+            )
         # asked a few times: on a busy machine an exec may fail for a moment
         for attempt in range(5):
             rc, out = container.exec_run(
@@ -675,8 +680,10 @@ touch "$marker"
             )
             inner = out.decode().strip()
             rc2, peer = container.exec_run(["cat", f"/sys/class/net/{inner}/iflink"])
-            if rc == 0 and rc2 == 0 and inner:
-                return socket.if_indextoname(int(peer.decode().strip()))
+            # the engine may lose an exec's output and still say it succeeded
+            index = peer.decode().strip()
+            if rc == 0 and rc2 == 0 and inner and index.isdigit():
+                return socket.if_indextoname(int(index))
             time.sleep(0.5 * (attempt + 1))
         raise FleetError(f"drone {drone}: no interface holds its mesh address {address}")
 
@@ -711,8 +718,10 @@ touch "$marker"
         else:
             pairs[frozenset((a, b))] = loss
         radio = Radio(link=self.spec.radio.link, in_range=pairs)
-        self.spec = dataclasses.replace(self.spec, radio=radio)
         self.apply_radio(radio)
+        # the fleet's range changes only once the segment hears that way: a
+        # range that failed to apply must not ride along with the next change
+        self.spec = dataclasses.replace(self.spec, radio=radio)
         return radio
 
     def sh(self, drone: str, command: str) -> tuple[int, str]:

@@ -88,6 +88,24 @@ def test_a_lossy_link_loses_its_share(fleet):
     assert 45 <= lost <= 80, lost
 
 
+def test_a_range_that_cannot_be_applied_changes_nothing(fleet):
+    """A drone that is down cannot have its range set: the fleet's range stays as
+    it was, and a later change does not carry the failed one along."""
+    c = docker.from_env().containers.get("cloudrone-itest-radio-c")
+    c.stop(timeout=1)
+    try:
+        with pytest.raises(sim.FleetError, match="drone c: its container is exited"):
+            fleet.set_range("a", "b", None)
+        assert frozenset(("a", "b")) in fleet.spec.radio.in_range
+    finally:
+        c.start()
+    # its host-side interface is new after the restart
+    fleet.set_range("a", "c", None)
+    assert ping("a", "b") == 0
+    assert ping("b", "c") == 0
+    assert ping("a", "c") == 100
+
+
 def test_the_controller_still_reaches_every_drone(fleet):
     # the base camp sits on the segment itself: range is between drones only
     for address in MESH.values():
