@@ -89,9 +89,10 @@ def _fleet_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _ensure_key(path: Path) -> None:
+def _ensure_key(path: Path) -> bool:
+    """Make the simulated fleet's key pair unless it is there; True when made now."""
     if path.exists():
-        return
+        return False
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         subprocess.run(
@@ -109,6 +110,7 @@ def _ensure_key(path: Path) -> None:
             "point ssh_key in mission.yml at a folder you can write"
         ) from None
     console.print(f"    made the simulated fleet's SSH key {path}")
+    return True
 
 
 @mission_app.command("validate")
@@ -167,11 +169,14 @@ def _sim_fleet_up(mission: Mission) -> str:
     """Create or start the simulated drones; returns the drone image (phones use it too)."""
     console.print("[bold blue]==>[/] Simulated drones")
     try:
-        _ensure_key(mission.ssh_key)
+        made = _ensure_key(mission.ssh_key)
         image = drone_image.ensure(log=console.print)
-        sim.SimFleet(fleet_spec(mission), log=console.print).up(
-            image, mission.ssh_key.with_suffix(".pub").read_text()
-        )
+        fleet = sim.SimFleet(fleet_spec(mission), log=console.print)
+        public_key = mission.ssh_key.with_suffix(".pub").read_text()
+        fleet.up(image, public_key)
+        if made:
+            # drones made before the key was (a new home, a deleted key) know only the old one
+            fleet.authorize_key(public_key)
         return image
     except sim.FleetError as exc:
         err.print(f"[red]{escape(str(exc))}[/]")

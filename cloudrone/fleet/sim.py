@@ -610,6 +610,31 @@ touch "$marker"
         if rc != 0:
             raise FleetError(f"{container.name}: first-boot user setup failed: {out.decode()}")
 
+    def authorize_key(self, public_key: str) -> None:
+        """Let ``public_key`` log in as the admin user on every drone already made.
+
+        For an operator whose simulated fleet's key was made anew (a new home,
+        a key deleted) while the drones stayed: a real Pi would need the key
+        put there by hand; a simulated one takes it from the engine.
+        """
+        user = shlex.quote(self.spec.admin_user)
+        key = shlex.quote(public_key.strip())
+        script = (
+            f'home=$(getent passwd {user} | cut -d: -f6); [ -n "$home" ] || exit 3; '
+            f'keys="$home/.ssh/authorized_keys"; '
+            f'install -d -m 700 -o {user} -g {user} "$home/.ssh"; '
+            f'grep -qxF {key} "$keys" 2>/dev/null || echo {key} >>"$keys"; '
+            f'chown {user}:{user} "$keys"; chmod 600 "$keys"'
+        )
+        for drone in self.spec.drones:
+            rc, out = self.sh(drone.name, script)
+            if rc != 0:
+                raise FleetError(
+                    f"drone {drone.name}: the new key could not be given to "
+                    f"{self.spec.admin_user} (exit {rc}): {out.strip()}; take the fleet "
+                    "down (mission down --purge) and bring it up again"
+                )
+
     def up(self, image: str, public_key: str | None = None) -> list[dict[str, Any]]:
         """Create or reuse every link and drone; ``image`` serves drones of no other suite."""
         from cloudrone.fleet import image as image_mod

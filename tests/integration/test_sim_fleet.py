@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import docker
@@ -142,6 +143,22 @@ def test_first_boot_leaves_what_a_flashed_image_leaves(fleet):
     for leftover in ("010_cloudrone-nopasswd", "90-cloud-init-users", "50-cloud-init.conf"):
         assert leftover in out
     assert out.splitlines()[-1].split()[1] == "P"  # a usable password, as the imager sets
+
+
+def test_a_key_made_after_the_drones_lets_the_operator_in(fleet, tmp_path):
+    key = tmp_path / "new_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ssh = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5",
+           "cloudrone@10.253.0.11", "true"]  # fmt: skip
+    assert subprocess.run(ssh, capture_output=True, check=False).returncode == 255
+    fleet.authorize_key(key.with_suffix(".pub").read_text())
+    fleet.authorize_key(key.with_suffix(".pub").read_text())  # once is enough
+    login = subprocess.run(ssh, capture_output=True, text=True, check=False)
+    assert login.returncode == 0, login.stderr
+    _, keys = sh("cloudrone-itest-sim-a", "cat /home/cloudrone/.ssh/authorized_keys")
+    assert "FakeKeyForTests" in keys
+    assert keys.count(key.with_suffix(".pub").read_text().split()[1]) == 1
 
 
 def test_the_controller_is_reachable_on_each_link(fleet):
