@@ -286,6 +286,18 @@ def test_a_phone_in_a_browser_posts_to_the_board_and_the_other_copy_has_it(bundl
     """Chromium as the phone on drone-3: the landing page links the board, the
     phone's post is on the board it sees, then on drone-1's copy too."""
     phones = board_phones()
+
+    def copies_in_reach() -> bool:
+        # each copy pulls from the other every few seconds; a fleet just up may
+        # not have had its first good round yet
+        health = [
+            board_call(phones["drone-3"], "health", f"http://{a}:8088/") for a in BOARD.values()
+        ]
+        return all(h and h["peers"] and all(s["ok"] for s in h["peers"].values()) for h in health)
+
+    assert wait_until(copies_in_reach, timeout=60), (
+        "the board's two copies never reached each other"
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with chromium(executable=str(phones["drone-3"].browser(tmp_path))) as browser:
         page = browser.new_page(viewport={"width": 412, "height": 800})
