@@ -76,15 +76,18 @@ def wait_for(check, seconds: float = 10):
 
 
 def test_posts_on_both_sides_of_a_split_all_reach_both_after_it_heals(tmp_path):
-    a, b = free_port(), free_port()
+    a, b, b_apart = free_port(), free_port(), free_port()
     with replica(a, tmp_path / "a", [b], "a"):
-        # the split: b is out of reach; each side takes posts of its own
+        # the split: b is out of reach; each side takes posts of its own. While
+        # split, b answers on a port a does not know: nothing answers where a looks.
         code, on_a = post(a, kind="safe", name="Amina", place="tent C-12")
         assert code == 201 and on_a["via"] == "a"
-        with replica(b, tmp_path / "b", [], "b"):
-            code, on_b = post(b, kind="message", name="Clinic", text="Water at point 4 & 7 <ok>")
+        with replica(b_apart, tmp_path / "b", [], "b"):
+            code, on_b = post(
+                b_apart, kind="message", name="Clinic", text="Water at point 4 & 7 <ok>"
+            )
             assert code == 201
-            assert set(posts(b)) == {on_b["id"]}
+            assert set(posts(b_apart)) == {on_b["id"]}
         assert set(posts(a)) == {on_a["id"]}
         # the heal: b comes back, now in reach of a and a of it
         with replica(b, tmp_path / "b", [a], "b"):
