@@ -417,6 +417,18 @@ def spec_digest(kwargs: dict, addresses: dict[str, str]) -> str:
 SPOOL_MARK = "--- cloudrone-sh-output ---"
 
 
+# The operator's key for user $u ($key), added once: shared by the first boot
+# and by a key made anew for drones already there.
+AUTHORIZE_KEY_SH = """\
+home=$(getent passwd "$u" | cut -d: -f6)
+[ -n "$home" ] || exit 3
+install -d -m 700 -o "$u" -g "$u" "$home/.ssh"
+keys="$home/.ssh/authorized_keys"
+grep -qxF "$key" "$keys" 2>/dev/null || echo "$key" >>"$keys"
+chown "$u:$u" "$keys"; chmod 600 "$keys"
+"""
+
+
 class SimFleet:
     """Bring a simulated fleet up, describe it, and take it down again."""
 
@@ -587,12 +599,8 @@ marker=/var/lib/cloudrone-sim/first-boot-done
 [ -e "$marker" ] && exit 0
 u={shlex.quote(user)}
 id -u "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo "$u"
-home=$(getent passwd "$u" | cut -d: -f6)
-install -d -m 700 -o "$u" -g "$u" "$home/.ssh"
 key={shlex.quote(public_key.strip())}
-keys="$home/.ssh/authorized_keys"
-grep -qxF "$key" "$keys" 2>/dev/null || echo "$key" >>"$keys"
-chown "$u:$u" "$keys"; chmod 600 "$keys"
+{AUTHORIZE_KEY_SH}
 # The imager asks for a password and sets it; it also allows sudo without one.
 echo "$u:{IMAGER_PASSWORD}" | chpasswd
 echo "$u ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/010_$u-nopasswd
@@ -617,14 +625,9 @@ touch "$marker"
         a key deleted) while the drones stayed: a real Pi would need the key
         put there by hand; a simulated one takes it from the engine.
         """
-        user = shlex.quote(self.spec.admin_user)
-        key = shlex.quote(public_key.strip())
         script = (
-            f'home=$(getent passwd {user} | cut -d: -f6); [ -n "$home" ] || exit 3; '
-            f'keys="$home/.ssh/authorized_keys"; '
-            f'install -d -m 700 -o {user} -g {user} "$home/.ssh"; '
-            f'grep -qxF {key} "$keys" 2>/dev/null || echo {key} >>"$keys"; '
-            f'chown {user}:{user} "$keys"; chmod 600 "$keys"'
+            f"set -e\nu={shlex.quote(self.spec.admin_user)}\n"
+            f"key={shlex.quote(public_key.strip())}\n{AUTHORIZE_KEY_SH}"
         )
         for drone in self.spec.drones:
             rc, out = self.sh(drone.name, script)
