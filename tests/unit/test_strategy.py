@@ -1,0 +1,168 @@
+"""plugins/strategy/mitogen_linear.py: a task whose condition is false is
+skipped in the controller's main process, without a worker, and everything a
+play sees (results, registered variables, handlers, includes, errors) is the
+same as with Ansible's own linear strategy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, tool
+
+# Two local hosts, a and b; each condition below is true on one of them, or
+# on neither, or cannot be decided without a worker.
+PLAY = """
+- name: conditions
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: flag
+      ansible.builtin.set_fact:
+        flag: "{{ inventory_hostname == 'a' }}"
+    - name: only on a
+      ansible.builtin.command: "true"
+      when: flag | bool
+      register: on_a
+      changed_when: false
+    - name: only on b
+      ansible.builtin.command: "true"
+      when: not flag | bool
+      register: on_b
+      changed_when: false
+    - name: a skipped result is registered as skipped
+      ansible.builtin.assert:
+        that:
+          - (on_b is skipped) == (flag | bool)
+          - (on_a is skipped) != (flag | bool)
+          - on_b.false_condition | default('') == ('not flag | bool' if flag | bool else '')
+    - name: a condition on a connection variable
+      ansible.builtin.debug: {msg: port}
+      when: ansible_port is defined
+    - name: an undefined variable in a condition fails as before
+      ansible.builtin.debug: {msg: never}
+      when: nowhere_defined
+      ignore_errors: true
+      register: undefined
+    - name: it failed
+      ansible.builtin.assert: {that: [undefined is failed]}
+    - name: a loop decides item by item
+      ansible.builtin.debug: {msg: "{{ item }}"}
+      loop: [1, 2]
+      when: item == 2
+    - name: an include that is not for this host
+      ansible.builtin.include_tasks: inc.yml
+      when: flag | bool
+    - name: a secret task skipped
+      ansible.builtin.debug: {msg: s3cret}
+      no_log: true
+      when: false
+      register: secret
+    - name: its result is skipped
+      ansible.builtin.assert: {that: [secret is skipped]}
+    - name: a block not for this host
+      when: not flag | bool
+      block:
+        - name: in the block
+          ansible.builtin.command: "true"
+          notify: heard
+          changed_when: true
+    - name: decided in the controller's main process
+      ansible.builtin.debug: {msg: x}
+      when: lookup('ansible.builtin.pipe', 'echo $PPID >> ' ~ out ~ '/pids') == 'never'
+  handlers:
+    - name: heard
+      ansible.builtin.copy:
+        content: "{{ inventory_hostname }}\\n"
+        dest: "{{ out }}/heard-{{ inventory_hostname }}"
+"""
+INCLUDED = """
+- name: included
+  ansible.builtin.copy:
+    content: "x\\n"
+    dest: "{{ out }}/included-{{ inventory_hostname }}"
+"""
+
+
+def play(tmp_path: Path, strategy: str) -> tuple[dict, int, list[str], Path]:
+    """The play under ``strategy``: its JSON report, the playbook's process id,
+    the ids of the processes that decided the lookup condition, and its folder."""
+    out = tmp_path / "out"
+    out.mkdir(parents=True)
+    (tmp_path / "inc.yml").write_text(INCLUDED)
+    (tmp_path / "play.yml").write_text(PLAY)
+    hosts = {"a": {}, "b": {}}
+    common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+              "out": str(out)}  # fmt: skip
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts, "vars": common}}))
+    env = {**os.environ, "ANSIBLE_STRATEGY": strategy, "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}  # fmt: skip
+    proc = subprocess.Popen(
+        [tool("ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    # the report, then what other callbacks print (task timings)
+    report, _ = json.JSONDecoder().raw_decode(stdout[stdout.index("{") :])
+    return report, proc.pid, (out / "pids").read_text().split(), out
+
+
+def outcomes(report: dict) -> list[tuple]:
+    """Per task and host: skipped, changed, failed, and the false condition."""
+    rows = []
+    for play_ in report["plays"]:
+        for task in play_["tasks"]:
+            for host, res in sorted(task["hosts"].items()):
+                rows.append((task["task"]["name"], host, bool(res.get("skipped")),
+                             bool(res.get("changed")), bool(res.get("failed")),
+                             res.get("false_condition"), "s3cret" in json.dumps(res)))  # fmt: skip
+    return rows
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("strategy")
+    return {strategy: play(tmp / strategy, strategy) for strategy in ("linear", "mitogen_linear")}
+
+
+def test_a_run_sees_the_same_results_as_with_the_linear_strategy(runs):
+    linear, ours = runs["linear"][0], runs["mitogen_linear"][0]
+    assert outcomes(ours) == outcomes(linear)
+    assert ours["stats"] == linear["stats"]
+    skipped = [row for row in outcomes(ours) if row[2]]
+    assert ("only on b", "a", True, False, False, "not flag | bool", False) in skipped
+    include = (
+        "an include that is not for this host",
+        "b",
+        True,
+        False,
+        False,
+        "flag | bool",
+        False,
+    )
+    assert include in skipped
+    assert not any(row[-1] for row in outcomes(ours)), "a secret reached the output"
+
+
+def test_handlers_and_includes_run_where_their_condition_holds(runs):
+    for *_, out in runs.values():
+        assert sorted(p.name for p in out.iterdir() if p.name != "pids") == [
+            "heard-b",
+            "included-a",
+        ]
+
+
+def test_a_false_condition_is_decided_without_a_worker(runs):
+    # the condition's lookup ran in the process that ran the playbook: no worker
+    # was forked for either host; Ansible's own strategy forks one per host
+    _, pid, pids, _ = runs["mitogen_linear"]
+    assert pids == [str(pid)] * 2
+    _, pid, pids, _ = runs["linear"]
+    assert len(pids) == 2 and str(pid) not in pids
