@@ -143,8 +143,10 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     roles = sorted({r for res in results for run in ("first", "second")
                     for r in res[run]["roles"]})  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=False)
+    again = len(results[0].get("again_wall_s", [1])) if results else 1
+    second_title = "up again (changes nothing)" + (f", median of {again}" if again > 1 else "")
     for ax, run, title in ((axes[0], "first", "first up (new drones)"),
-                           (axes[1], "second", "second up (changes nothing)")):  # fmt: skip
+                           (axes[1], "second", second_title)):  # fmt: skip
         bottom = [0.0] * len(results)
         labels = [f"{res['drones']} drones" for res in results]
         for role in roles:
