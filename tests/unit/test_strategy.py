@@ -1,7 +1,8 @@
-"""plugins/strategy/mitogen_linear.py: a task whose condition is false is
-skipped in the controller's main process, without a worker, and everything a
-play sees (results, registered variables, handlers, includes, errors) is the
-same as with Ansible's own linear strategy."""
+"""plugins/strategy/mitogen_linear.py: a task whose condition is false, and
+an assert whose conditions hold, are answered in the controller's main
+process, without a worker, and everything a play sees (results, registered
+variables, handlers, includes, errors, failed assertions) is the same as with
+Ansible's own linear strategy."""
 
 from __future__ import annotations
 
@@ -76,6 +77,25 @@ PLAY = """
     - name: decided in the controller's main process
       ansible.builtin.debug: {msg: x}
       when: lookup('ansible.builtin.pipe', 'echo $PPID >> ' ~ out ~ '/pids') == 'never'
+    - name: an assertion that holds on a alone
+      ansible.builtin.assert:
+        that: [flag | bool, "'a' in inventory_hostname"]
+        fail_msg: "{{ inventory_hostname }} is not a"
+        quiet: true
+      ignore_errors: true
+      register: held
+    - name: the failed one is registered as failed, with its message
+      ansible.builtin.assert:
+        that:
+          - (held is failed) != (flag | bool)
+          - held.msg == ('All assertions passed' if flag | bool else 'b is not a')
+    - name: an assertion that holds, decided in the controller's main process
+      ansible.builtin.assert:
+        that: lookup('ansible.builtin.pipe', 'echo $PPID >> ' ~ out ~ '/assert-pids') == ''
+    - name: an assertion with a message of its own for success
+      ansible.builtin.assert:
+        that: [true]
+        success_msg: fine on {{ inventory_hostname }}
   handlers:
     - name: heard
       ansible.builtin.copy:
@@ -111,18 +131,22 @@ def play(tmp_path: Path, strategy: str) -> tuple[dict, int, list[str], Path]:
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     # the report, then what other callbacks print (task timings)
     report, _ = json.JSONDecoder().raw_decode(stdout[stdout.index("{") :])
-    return report, proc.pid, (out / "pids").read_text().split(), out
+    pids = [*(out / "pids").read_text().split(), "|", *(out / "assert-pids").read_text().split()]
+    return report, proc.pid, pids, out
 
 
-def outcomes(report: dict) -> list[tuple]:
-    """Per task and host: skipped, changed, failed, and the false condition."""
-    rows = []
+def outcomes(report: dict) -> dict[tuple[str, str], tuple]:
+    """Per task and host: skipped, changed, failed, the false condition, whether
+    a secret shows, and an assertion's whole result."""
+    rows = {}
     for play_ in report["plays"]:
         for task in play_["tasks"]:
-            for host, res in sorted(task["hosts"].items()):
-                rows.append((task["task"]["name"], host, bool(res.get("skipped")),
-                             bool(res.get("changed")), bool(res.get("failed")),
-                             res.get("false_condition"), "s3cret" in json.dumps(res)))  # fmt: skip
+            name = task["task"]["name"]
+            for host, res in task["hosts"].items():
+                whole = res if name.startswith("an assertion") else None
+                rows[name, host] = (bool(res.get("skipped")), bool(res.get("changed")),
+                                    bool(res.get("failed")), res.get("false_condition"),
+                                    "s3cret" in json.dumps(res), whole)  # fmt: skip
     return rows
 
 
@@ -136,33 +160,32 @@ def test_a_run_sees_the_same_results_as_with_the_linear_strategy(runs):
     linear, ours = runs["linear"][0], runs["mitogen_linear"][0]
     assert outcomes(ours) == outcomes(linear)
     assert ours["stats"] == linear["stats"]
-    skipped = [row for row in outcomes(ours) if row[2]]
-    assert ("only on b", "a", True, False, False, "not flag | bool", False) in skipped
-    include = (
-        "an include that is not for this host",
-        "b",
+    rows = outcomes(ours)
+    assert rows["only on b", "a"][:4] == (True, False, False, "not flag | bool")
+    assert rows["an include that is not for this host", "b"][:4] == (
         True,
         False,
         False,
         "flag | bool",
-        False,
     )
-    assert include in skipped
-    assert not any(row[-1] for row in outcomes(ours)), "a secret reached the output"
+    assert rows["an assertion that holds on a alone", "a"][5]["msg"] == "All assertions passed"
+    assert rows["an assertion that holds on a alone", "b"][5]["msg"] == "b is not a"
+    assert not any(row[4] for row in rows.values()), "a secret reached the output"
 
 
 def test_handlers_and_includes_run_where_their_condition_holds(runs):
     for *_, out in runs.values():
-        assert sorted(p.name for p in out.iterdir() if p.name != "pids") == [
+        assert sorted(p.name for p in out.iterdir() if not p.name.endswith("pids")) == [
             "heard-b",
             "included-a",
         ]
 
 
-def test_a_false_condition_is_decided_without_a_worker(runs):
-    # the condition's lookup ran in the process that ran the playbook: no worker
-    # was forked for either host; Ansible's own strategy forks one per host
+def test_a_false_condition_and_a_holding_assertion_are_decided_without_a_worker(runs):
+    # the lookups (in a false `when`, then in an assertion that holds) ran in
+    # the process that ran the playbook: no worker was forked for either host;
+    # Ansible's own strategy forks one per task and host
     _, pid, pids, _ = runs["mitogen_linear"]
-    assert pids == [str(pid)] * 2
+    assert pids == [str(pid)] * 2 + ["|"] + [str(pid)] * 2
     _, pid, pids, _ = runs["linear"]
-    assert len(pids) == 2 and str(pid) not in pids
+    assert len(pids) == 5 and str(pid) not in pids
