@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from cloudrone.rules import channels_allowed, docker_archive_images, memory_bytes
+from cloudrone.wheelhouse import Target
 
 
 def interfaces_holding(facts: dict[str, Any], addresses: list[str]) -> list[str]:
@@ -105,6 +106,18 @@ def dpkg_installed(listing: Any) -> dict[str, str]:
         if len(fields) >= 3 and fields[0][1:2] == "i":
             installed[fields[1]] = fields[2]
     return installed
+
+
+def found_paths(looked: dict[str, Any]) -> dict[str, bool]:
+    """Path -> whether it exists, from a registered ``stat`` loop over paths
+    (``register: x`` with ``loop: [paths]``); empty where the loop did not run."""
+    return {r["item"]: bool(r.get("stat", {}).get("exists")) for r in looked.get("results", [])}
+
+
+def wheel_target(facts: dict[str, Any]) -> str:
+    """A drone's wheel target (``cp311-aarch64``) from its ``ansible_facts``."""
+    version = facts["python"]["version"]
+    return str(Target(int(version["major"]), int(version["minor"]), facts["architecture"]))
 
 
 def binpack_plan(nodes: list[dict], services: list[dict]) -> list[dict]:
@@ -218,6 +231,8 @@ class FilterModule:
             "default_route_split": default_route_split,
             "utf8_length": utf8_length,
             "dpkg_installed": dpkg_installed,
+            "found_paths": found_paths,
+            "wheel_target": wheel_target,
             "docker_archive_images": docker_archive_images,
             "binpack_plan": binpack_plan,
             "memory_bytes": memory_bytes,

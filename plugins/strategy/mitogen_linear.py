@@ -50,17 +50,21 @@ def decided_result(task, task_vars) -> dict | None:
     """The result a worker would send for ``task`` on a host with ``task_vars``,
     where it can be decided here: skipped (a false `when`) or passed (an
     `assert` whose conditions all hold). None: a worker runs it."""
-    if task.loop or task.loop_with or task.delegate_to or not _plain(task.when):
+    # called for every task on every drone: what can never be decided here
+    # leaves before any templating
+    when = task.when
+    is_assert = task.action in _ASSERT
+    if (not when and not is_assert) or task.loop or task.loop_with or task.delegate_to:
+        return None
+    if not _plain(when):
         return None
     engine = TemplateEngine(loader=task._loader, variables=task_vars)
     context: dict = {}
     try:
-        if task.when and not task._resolve_conditional(
-            task.when, task_vars, result_context=context
-        ):
+        if when and not task._resolve_conditional(when, task_vars, result_context=context):
             result = {"changed": False, "skipped": True}
             result.update(skip_reason="Conditional result was False", **context)
-        elif task.action in _ASSERT:
+        elif is_assert:
             result = _passed(task, engine)
         else:
             return None
@@ -83,9 +87,8 @@ def _passed(task, engine: TemplateEngine) -> dict | None:
         "success_msg" in args
         or not isinstance(that, list)
         or not that
-        or not all(isinstance(c, str) for c in that)
+        or not all(isinstance(c, str) and "{{" not in c and "{%" not in c for c in that)
         or not _plain(that)
-        or any("{{" in c or "{%" in c for c in that)
         or not isinstance(quiet, bool)
     ):
         return None

@@ -205,3 +205,15 @@ def test_what_dpkg_holds_installed_by_name_and_version():
     # removed with its settings kept, known but never installed, half-configured
     made_up = "rc  gone 1.0\nun  never <none>\niF  broken 2.0\nhi  held 3.1-2\n"
     assert filters.dpkg_installed(made_up) == {"held": "3.1-2"}
+
+
+def test_a_stat_loop_read_by_path():
+    looked = {"results": [{"item": "/a", "stat": {"exists": True}},
+                          {"item": "/b", "stat": {"exists": False}}]}  # fmt: skip
+    assert filters.found_paths(looked) == {"/a": True, "/b": False}
+    assert filters.found_paths({"skipped": True}) == {}
+
+
+def test_a_wheel_target_from_a_drones_facts():
+    facts = {"python": {"version": {"major": 3, "minor": 11}}, "architecture": "armv7l"}
+    assert filters.wheel_target(facts) == "cp311-armv7l"
