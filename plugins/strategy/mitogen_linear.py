@@ -9,22 +9,43 @@ runs the plain strategy instead.
 
 Two kinds of task are answered here, in the controller's main process,
 instead of in a worker forked for them (the fork costs the controller about
-0.05 s of CPU per task and drone): a task whose `when` is false (a second
-run skips some forty tasks on every drone), and an `assert` whose conditions
-all hold (the checks before anything changes, some twenty on every drone).
-Only plain cases are decided here (no loop, no delegation, no connection
-variable in a condition, nothing that fails to evaluate); everything else,
-a failing assertion included, goes to a worker as before, which decides it
-the same way Ansible always did and words its message.
+0.05 s of CPU per task and drone, and a worker's own start as much again):
+
+- a task whose `when` is false (a second run skips some forty tasks on every
+  drone); only plain cases are decided here (no loop, no delegation, no
+  connection variable in the condition, nothing that fails to evaluate),
+  the rest goes to a worker as before;
+- a task whose action never reaches the drone (assert, debug, fail,
+  set_fact, include_vars, and the check of a role's arguments at its start:
+  some thirty on every drone). These run here through Ansible's own
+  TaskExecutor, the code a worker would run, on a copy of the task and of
+  its variables, so everything a worker does (conditions, loops, templated
+  messages, failed_when, no_log) is done the same way. Only a delegated one
+  still goes to a worker.
+
+A module from a collection (authorized_key, the docker modules...) makes
+Mitogen's worker list every installed collection, reading each one's
+manifest (the `ansible` package brings about 180), to hand their folders to
+the drone: some 0.6 s of CPU each time, in a worker that forgets the answer
+when it ends. The list is made once here, before the first worker is forked,
+and every worker inherits it.
 """
 
 from __future__ import annotations
 
+import functools
+
 import ansible_mitogen.loaders
+import ansible_mitogen.planner
 import ansible_mitogen.strategy
 from ansible import constants as C
+from ansible._internal._task import TaskContext
 from ansible._internal._templating._engine import TemplateEngine
+from ansible.collections.list import list_collection_dirs
+from ansible.executor.task_executor import TaskExecutor
 from ansible.executor.task_result import _RawTaskResult
+from ansible.plugins import loader as plugin_loader
+from ansible.plugins.loader import action_loader
 
 _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
@@ -33,7 +54,13 @@ _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 _CONNECTION_VARS = frozenset(name for names in C.MAGIC_VARIABLE_MAPPING.values() for name in names)
 
 
-_ASSERT = frozenset({"assert", "ansible.builtin.assert", "ansible.legacy.assert"})
+# Actions whose plugin does all its work in the controller (none reaches the
+# drone's connection): run here rather than in a worker of their own.
+_HERE = frozenset(
+    f"{prefix}{name}"
+    for name in ("assert", "debug", "fail", "set_fact", "include_vars", "validate_argument_spec")
+    for prefix in ("", "ansible.builtin.", "ansible.legacy.")
+)
 
 
 def _plain(conditions) -> bool:
@@ -47,67 +74,79 @@ def _plain(conditions) -> bool:
 
 
 def decided_result(task, task_vars) -> dict | None:
-    """The result a worker would send for ``task`` on a host with ``task_vars``,
-    where it can be decided here: skipped (a false `when`) or passed (an
-    `assert` whose conditions all hold). None: a worker runs it."""
+    """The result a worker would send for ``task`` on a host with ``task_vars``
+    where its `when` is false and plain (see _plain); None: run it."""
     # called for every task on every drone: what can never be decided here
     # leaves before any templating
     when = task.when
-    is_assert = task.action in _ASSERT
-    if (not when and not is_assert) or task.loop or task.loop_with or task.delegate_to:
+    if not when or task.loop or task.loop_with or task.delegate_to or not _plain(when):
         return None
-    if not _plain(when):
-        return None
-    engine = TemplateEngine(loader=task._loader, variables=task_vars)
     context: dict = {}
     try:
-        if when and not task._resolve_conditional(when, task_vars, result_context=context):
-            result = {"changed": False, "skipped": True}
-            result.update(skip_reason="Conditional result was False", **context)
-        elif is_assert:
-            result = _passed(task, engine)
-        else:
+        if task._resolve_conditional(when, task_vars, result_context=context):
             return None
     except Exception:  # the worker evaluates it again and reports the error as before
         return None
-    if result is not None:
-        task.update_result_no_log(engine, result)
+    result = {"changed": False, "skipped": True}
+    result.update(skip_reason="Conditional result was False", **context)
+    task.update_result_no_log(TemplateEngine(loader=task._loader, variables=task_vars), result)
     return result
 
 
-def _passed(task, engine: TemplateEngine) -> dict | None:
-    """An assert's result if every condition holds; None if one does not, or
-    if the task asks for more than this process decides (its own success
-    message, a templated list of conditions or `quiet`)."""
-    args = task.args
-    that = args.get("that")
-    that = [that] if isinstance(that, str) else that
-    quiet = args.get("quiet", False)
-    if (
-        "success_msg" in args
-        or not isinstance(that, list)
-        or not that
-        or not all(isinstance(c, str) and "{{" not in c and "{%" not in c for c in that)
-        or not _plain(that)
-        or not isinstance(quiet, bool)
-    ):
-        return None
-    if not all(engine.evaluate_conditional(c) is True for c in that):
-        return None
-    result = {"changed": False, "msg": "All assertions passed"}
-    if not quiet:
-        result["_ansible_verbose_always"] = True
-    return result
+def runs_here(task) -> bool:
+    """Whether ``task`` runs in this process (a controller-side action, not delegated)."""
+    if task.action not in _HERE or task.delegate_to:
+        return False
+    # a project's own action plugin of the same name might use the connection
+    handler = action_loader.get(task.action, class_only=True)
+    return handler is not None and getattr(handler, "_requires_connection", True) is False
+
+
+@functools.cache
+def _collection_dirs() -> tuple[str, ...]:
+    """The installed collections' folders, listed once per run (they do not
+    change while it runs)."""
+    return tuple(path.decode() for path in list_collection_dirs())
+
+
+def _load_collections(invocation) -> None:
+    """Mitogen's own step, from the list made before the workers were forked."""
+    invocation._extra_sys_paths.update(_collection_dirs())
+
+
+ansible_mitogen.planner._load_collections = _load_collections
 
 
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
     """Task by task across the fleet, as `linear`, over Mitogen's connections."""
 
+    def run(self, iterator, play_context):
+        _collection_dirs()  # here, so that every worker forked from now on has it
+        return super().run(iterator, play_context)
+
     def _queue_task(self, host, task, task_vars, play_context):
+        if runs_here(task):
+            # what a worker runs, on copies: the task and its variables stay as
+            # they were for the result's processing and for the other drones
+            own = task.copy(exclude_tasks=True)
+            with TaskContext(own):
+                executor = TaskExecutor(
+                    host, own, dict(task_vars), play_context, self._loader,
+                    plugin_loader.get_plugin_loader_namespace(), self._final_q,
+                    self._variable_manager,
+                )  # fmt: skip
+                self._send_here(host, task, task_vars, play_context, executor.run, own)
+            return None
         result = decided_result(task, task_vars)
         if result is None:
             return super()._queue_task(host, task, task_vars, play_context)
-        # what a worker leaves for the result's processing, and its messages
+        self._send_here(host, task, task_vars, play_context, lambda: result, task)
+        return None
+
+    def _send_here(self, host, task, task_vars, play_context, run, fields_from) -> None:
+        """Send the result of ``run()`` as a worker would (the task's fields
+        from ``fields_from`` once it ran), with what a worker leaves for the
+        result's processing and the messages around it."""
         self._queued_task_cache[(host.name, task._uuid)] = {
             "host": host,
             "task": task,
@@ -115,8 +154,10 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
             "play_context": play_context,
         }
         self._tqm.send_callback("v2_runner_on_start", host, task)
+        result = run()
         self._final_q.send_task_result(
-            _RawTaskResult(host=host, task=task, return_data=result, task_fields=task.dump_attrs())
+            _RawTaskResult(
+                host=host, task=task, return_data=result, task_fields=fields_from.dump_attrs()
+            )
         )
         self._pending_results += 1
-        return None

@@ -1,7 +1,8 @@
 """plugins/strategy/mitogen_linear.py: a task whose condition is false, and
-an assert whose conditions hold, are answered in the controller's main
-process, without a worker, and everything a play sees (results, registered
-variables, handlers, includes, errors, failed assertions) is the same as with
+a task whose action stays in the controller (assert, set_fact, fail,
+debug...), are answered in the controller's main process, without a worker,
+and everything a play sees (results, registered variables, facts, handlers,
+includes, errors, failed assertions, secrets kept) is the same as with
 Ansible's own linear strategy."""
 
 from __future__ import annotations
@@ -96,6 +97,35 @@ PLAY = """
       ansible.builtin.assert:
         that: [true]
         success_msg: fine on {{ inventory_hostname }}
+    - name: facts set in the controller's main process, item by item
+      ansible.builtin.set_fact:
+        seen: "{{ item ~ lookup('ansible.builtin.pipe', 'echo $PPID | tee -a ' ~ pids) }}"
+      vars:
+        pids: "{{ out }}/fact-pids"
+      loop: [1, 2]
+    - name: the last item's fact is the one kept
+      ansible.builtin.assert: {that: ["seen is match('^2[0-9]+$')"]}
+    - name: a failure the play asks for
+      ansible.builtin.fail: {msg: "stop on {{ inventory_hostname }}"}
+      when: not flag | bool
+      ignore_errors: true
+      register: stopped
+    - name: registered as failed on b alone, with its message
+      ansible.builtin.assert:
+        that:
+          - (stopped is failed) != (flag | bool)
+          - stopped.msg | default('') == ('' if flag | bool else 'stop on b')
+    - name: a report that keeps a secret
+      ansible.builtin.debug: {msg: "s3cret on {{ inventory_hostname }}"}
+      no_log: true
+    - name: a check delegated elsewhere still goes to a worker
+      ansible.builtin.set_fact:
+        delegated: "{{ lookup('ansible.builtin.pipe', 'echo $PPID') }}"
+      delegate_to: a
+    - name: the delegated fact was set by a worker
+      ansible.builtin.assert: {that: [delegated | int != playbook_pid | int]}
+      vars:
+        playbook_pid: "{{ seen[1:] }}"
   handlers:
     - name: heard
       ansible.builtin.copy:
@@ -131,7 +161,8 @@ def play(tmp_path: Path, strategy: str) -> tuple[dict, int, list[str], Path]:
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     # the report, then what other callbacks print (task timings)
     report, _ = json.JSONDecoder().raw_decode(stdout[stdout.index("{") :])
-    pids = [*(out / "pids").read_text().split(), "|", *(out / "assert-pids").read_text().split()]
+    pids = [*(out / "pids").read_text().split(), "|", *(out / "assert-pids").read_text().split(),
+            "|", *(out / "fact-pids").read_text().split()]  # fmt: skip
     return report, proc.pid, pids, out
 
 
@@ -181,11 +212,12 @@ def test_handlers_and_includes_run_where_their_condition_holds(runs):
         ]
 
 
-def test_a_false_condition_and_a_holding_assertion_are_decided_without_a_worker(runs):
-    # the lookups (in a false `when`, then in an assertion that holds) ran in
-    # the process that ran the playbook: no worker was forked for either host;
-    # Ansible's own strategy forks one per task and host
+def test_a_false_condition_and_controller_side_actions_run_without_a_worker(runs):
+    # the lookups (in a false `when`, in an assertion that holds, in a fact
+    # set item by item) ran in the process that ran the playbook: no worker
+    # was forked for either host; Ansible's own strategy forks one per task
+    # and host
     _, pid, pids, _ = runs["mitogen_linear"]
-    assert pids == [str(pid)] * 2 + ["|"] + [str(pid)] * 2
+    assert pids == [str(pid)] * 2 + ["|"] + [str(pid)] * 2 + ["|"] + [str(pid)] * 4
     _, pid, pids, _ = runs["linear"]
-    assert len(pids) == 5 and str(pid) not in pids
+    assert len(pids) == 10 and str(pid) not in pids
