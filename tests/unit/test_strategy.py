@@ -115,6 +115,13 @@ PLAY = """
         that:
           - (stopped is failed) != (flag | bool)
           - stopped.msg | default('') == ('' if flag | bool else 'stop on b')
+    - name: a fact kept in the fact cache
+      ansible.builtin.set_fact:
+        kept: "{{ inventory_hostname }}-kept"
+        cacheable: true
+    - name: the cached fact reads back, among the facts
+      ansible.builtin.assert:
+        that: [kept == inventory_hostname ~ '-kept', ansible_facts.kept == kept]
     - name: a report that keeps a secret
       ansible.builtin.debug: {msg: "s3cret on {{ inventory_hostname }}"}
       no_log: true
@@ -221,3 +228,49 @@ def test_a_false_condition_and_controller_side_actions_run_without_a_worker(runs
     assert pids == [str(pid)] * 2 + ["|"] + [str(pid)] * 2 + ["|"] + [str(pid)] * 4
     _, pid, pids, _ = runs["linear"]
     assert len(pids) == 10 and str(pid) not in pids
+
+
+class CountingCache:
+    """A fact cache that counts its reads (each a decode in Ansible's)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict] = {}
+        self.reads = 0
+
+    def get(self, key: str) -> dict:
+        self.reads += 1
+        return json.loads(json.dumps(self.data[key]))
+
+    def set(self, key: str, value: dict) -> None:
+        self.data[key] = json.loads(json.dumps(value))
+
+    def delete(self, key: str) -> None:
+        del self.data[key]
+
+    def keys(self) -> list[str]:
+        return list(self.data)
+
+
+def test_a_drones_facts_are_decoded_once_until_they_change():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "mitogen_linear", ROOT / "plugins" / "strategy" / "mitogen_linear.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cache = CountingCache()
+    facts = module.DecodedFacts(cache)
+    with pytest.raises(KeyError):
+        facts.get("drone-1")  # no facts yet: as Ansible's own cache says
+    facts.set("drone-1", {"hostname": "drone-1"})
+    first = facts.get("drone-1")
+    assert facts.get("drone-1") is first and cache.reads == 2
+    # an update, as Ansible makes one: read, change, set back; then read again
+    first |= {"kept": True}
+    facts.set("drone-1", first)
+    assert facts.get("drone-1") == {"hostname": "drone-1", "kept": True} and cache.reads == 3
+    assert facts.keys() == ["drone-1"]
+    facts.delete("drone-1")
+    with pytest.raises(KeyError):
+        facts.get("drone-1")
