@@ -101,10 +101,14 @@ def decided_result(task, task_vars) -> dict | None:
 
 def runs_here(task) -> bool:
     """Whether ``task`` runs in this process (a controller-side action, not delegated)."""
-    if task.action not in _HERE or task.delegate_to:
-        return False
-    # a project's own action plugin of the same name might use the connection
-    handler = action_loader.get(task.action, class_only=True)
+    return task.action in _HERE and not task.delegate_to and _controller_side(task.action)
+
+
+@functools.cache
+def _controller_side(action: str) -> bool:
+    """Whether the plugin that runs ``action`` leaves the connection alone (a
+    project's own plugin of the same name might not); looked up once per run."""
+    handler = action_loader.get(action, class_only=True)
     return handler is not None and getattr(handler, "_requires_connection", True) is False
 
 
@@ -165,27 +169,27 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
 
     def _queue_task(self, host, task, task_vars, play_context):
         if runs_here(task):
+            self._started_here(host, task, task_vars, play_context)
             # what a worker runs, on copies: the task and its variables stay as
             # they were for the result's processing and for the other drones
             own = task.copy(exclude_tasks=True)
             with TaskContext(own):
-                executor = TaskExecutor(
+                result = TaskExecutor(
                     host, own, dict(task_vars), play_context, self._loader,
                     plugin_loader.get_plugin_loader_namespace(), self._final_q,
                     self._variable_manager,
-                )  # fmt: skip
-                self._send_here(host, task, task_vars, play_context, executor.run, own)
+                ).run()  # fmt: skip
+            self._send_result(host, task, result, own)
             return None
         result = decided_result(task, task_vars)
         if result is None:
             return super()._queue_task(host, task, task_vars, play_context)
-        self._send_here(host, task, task_vars, play_context, lambda: result, task)
+        self._started_here(host, task, task_vars, play_context)
+        self._send_result(host, task, result, task)
         return None
 
-    def _send_here(self, host, task, task_vars, play_context, run, fields_from) -> None:
-        """Send the result of ``run()`` as a worker would (the task's fields
-        from ``fields_from`` once it ran), with what a worker leaves for the
-        result's processing and the messages around it."""
+    def _started_here(self, host, task, task_vars, play_context) -> None:
+        """What a worker's start leaves for the result's processing, and its message."""
         self._queued_task_cache[(host.name, task._uuid)] = {
             "host": host,
             "task": task,
@@ -193,7 +197,10 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
             "play_context": play_context,
         }
         self._tqm.send_callback("v2_runner_on_start", host, task)
-        result = run()
+
+    def _send_result(self, host, task, result: dict, fields_from) -> None:
+        """Send ``result`` as a worker would, with the fields of the task as it
+        ran (``fields_from``: the copy that ran, or the task itself)."""
         self._final_q.send_task_result(
             _RawTaskResult(
                 host=host, task=task, return_data=result, task_fields=fields_from.dump_attrs()
