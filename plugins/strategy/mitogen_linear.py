@@ -35,11 +35,26 @@ manifest (the `ansible` package brings about 180), to hand their folders to
 the drone: some 0.6 s of CPU each time, in a worker that forgets the answer
 when it ends. The list is made once here, before the first worker is forked,
 and every worker inherits it.
+
+Every worker compiles the Jinja templates it renders (a task's arguments, a
+template file, a condition) to Python code afresh, and forgets them when it
+ends: the same few hundred templates compiled again for every task on every
+drone, a fifth of a worker's time. Compiled code is kept on disk
+(`TemplateCache`), as Python keeps its own bytecode, and read back by the
+next worker that compiles the same template under the same settings.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import marshal
+import os
+import shutil
+import sys
+import tempfile
+from contextvars import ContextVar
+from pathlib import Path
 
 import ansible_mitogen.loaders
 import ansible_mitogen.planner
@@ -47,11 +62,16 @@ import ansible_mitogen.strategy
 from ansible import constants as C
 from ansible._internal._task import TaskContext
 from ansible._internal._templating._engine import TemplateEngine
+from ansible._internal._templating._jinja_bits import AnsibleEnvironment, _TemplateCompileContext
 from ansible.collections.list import list_collection_dirs
 from ansible.executor.task_executor import TaskExecutor
 from ansible.executor.task_result import _RawTaskResult
 from ansible.plugins import loader as plugin_loader
 from ansible.plugins.loader import action_loader
+from ansible.release import __version__ as ansible_version
+from jinja2 import __version__ as jinja_version
+from jinja2 import nodes
+from jinja2.utils import _PassArg
 
 _Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
@@ -127,6 +147,202 @@ def _load_collections(invocation) -> None:
 ansible_mitogen.planner._load_collections = _load_collections
 
 
+# What in an environment shapes the code a template compiles to, besides its
+# classes, its extensions and its finalize function.
+_SHAPING = (
+    "block_start_string", "block_end_string", "variable_start_string", "variable_end_string",
+    "comment_start_string", "comment_end_string", "line_statement_prefix",
+    "line_comment_prefix", "trim_blocks", "lstrip_blocks", "newline_sequence",
+    "keep_trailing_newline", "optimized", "is_async", "autoescape", "sandboxed",
+    "intercepted_binops", "intercepted_unops",
+)  # fmt: skip
+# Cache folders hold one folder per Python, Jinja and ansible-core; a folder
+# past this many entries is emptied (a run of the project's playbook makes
+# about 300).
+_MOST = 5000
+# The expression being compiled (Jinja compiles it from its parsed form).
+_EXPRESSION: ContextVar[str | None] = ContextVar("cloudrone_expression", default=None)
+
+
+def _described(value) -> str:
+    """A setting as text for the key: functions and classes by their names."""
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+    return repr(value)
+
+
+class TemplateCache:
+    """Jinja's compiled templates kept in a folder, between workers and runs.
+
+    The key is a digest of what the code depends on: the template's text,
+    its name and file name, whether Ansible escapes backslashes in its
+    expressions, the environment's settings (_SHAPING), its classes,
+    extensions and finalize function, and the versions of Python, Jinja and
+    ansible-core (the folder). Jinja also looks up each filter and test a
+    template calls while it compiles it, and the code differs by what each
+    asks to be passed: an entry keeps those it was compiled against, and is
+    used only while they are the same. Anything that cannot be read (a
+    damaged entry, a plugin that fails to load) compiles as before.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.hits = 0
+
+    @classmethod
+    def at(cls, root: Path) -> TemplateCache | None:
+        """The cache under ``root``, made if missing; None when it is not
+        this user's own (entries are code this process will run)."""
+        folder = (
+            root / f"{sys.implementation.cache_tag}-jinja{jinja_version}-ansible{ansible_version}"
+        )
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for place in (root, folder):
+                st = place.stat()
+                if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                    return None
+        except OSError:
+            return None
+        return cls(folder)
+
+    def key(self, env, text: str, kind: str, name, filename, defer_init: bool) -> str:
+        context = _TemplateCompileContext.current(optional=True)
+        parts = (
+            kind, name, filename, defer_init,
+            context.escape_backslashes if context else None,
+            _described(type(env)), _described(env.code_generator_class),
+            _described(type(env.lexer)), _described(env.finalize),
+            *(_described(getattr(env, setting, None)) for setting in _SHAPING),
+            sorted(env.extensions),
+        )  # fmt: skip
+        digest = hashlib.sha256(repr(parts).encode())
+        digest.update(b"\0")
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
+    def load(self, key: str, env):
+        """The code kept under ``key``, if the filters and tests it calls are
+        still the ones it was compiled against."""
+        try:
+            callees, code = marshal.loads((self.folder / key).read_bytes())
+            if not isinstance(code, type(_described.__code__)):
+                return None
+            if any(tuple(entry[2:]) != _callee(env, *entry[:2]) for entry in callees):
+                return None
+        except Exception:  # damaged, or a plugin that fails to load: compile as before
+            return None
+        self.hits += 1
+        return code
+
+    def store(self, key: str, code, callees) -> None:
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.folder, delete=False) as out:
+                out.write(marshal.dumps((callees, code)))
+            os.replace(out.name, self.folder / key)
+        except OSError:
+            pass
+
+    def prune(self) -> None:
+        """Empty the folder past _MOST entries; drop other versions' folders."""
+        try:
+            for other in self.folder.parent.iterdir():
+                if other != self.folder and other.is_dir():
+                    shutil.rmtree(other, ignore_errors=True)
+            if sum(1 for _ in os.scandir(self.folder)) > _MOST:
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError:
+            pass
+
+
+def _callee(env, kind: str, name: str) -> tuple:
+    """What the code compiled for a call of filter or test ``name`` depends on:
+    whether it exists, and what Jinja passes it (context, environment...)."""
+    func = (env.filters if kind == "filter" else env.tests).get(name)
+    passed = _PassArg.from_obj(func) if func is not None else None
+    return (func is not None, passed.name if passed else None)
+
+
+def _callees(env, tree) -> tuple:
+    """The filters and tests a parsed template calls, each with _callee."""
+    calls = {("filter" if isinstance(node, nodes.Filter) else "test", node.name)
+             for node in tree.find_all((nodes.Filter, nodes.Test))}  # fmt: skip
+    return tuple((kind, name, *_callee(env, kind, name)) for kind, name in sorted(calls))
+
+
+def template_cache_root() -> Path | None:
+    """``CLOUDRONE_TEMPLATE_CACHE`` (a folder, or ``off``), else
+    ``$XDG_CACHE_HOME/cloudrone/templates``, else ``~/.cache/cloudrone/templates``."""
+    env = os.environ.get("CLOUDRONE_TEMPLATE_CACHE")
+    if env:
+        return None if env == "off" else Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cloudrone" / "templates"
+
+
+@functools.cache
+def _template_cache() -> TemplateCache | None:
+    root = template_cache_root()
+    return TemplateCache.at(root) if root else None
+
+
+def cached_compile(
+    cache, compile_, env, source, name=None, filename=None, raw=False, defer_init=False
+):
+    """``compile_`` (Jinja's Environment.compile) through ``cache``."""
+    expression = _EXPRESSION.get()
+    if isinstance(source, str):
+        text, kind = source, "template"
+    elif expression is not None and isinstance(source, nodes.Template):
+        text, kind = expression, "expression"
+    else:
+        text = None
+    if cache is None or text is None or raw or getattr(env, "_debuggable_template_source", False):
+        return compile_(env, source, name, filename, raw, defer_init)
+    token = _EXPRESSION.set(None)  # a compile inside this one is not the expression
+    try:
+        try:
+            key = cache.key(env, text, kind, name, filename, defer_init)
+        except Exception:  # a lookup that fails fails again, and is reported, below
+            return compile_(env, source, name, filename, raw, defer_init)
+        code = cache.load(key, env)
+        if code is None:
+            code = compile_(env, source, name, filename, raw, defer_init)
+            tree = source if kind == "expression" else env._parse(source, name, filename)
+            cache.store(key, code, _callees(env, tree))
+        return code
+    finally:
+        _EXPRESSION.reset(token)
+
+
+# Jinja's own methods, also when this file is loaded a second time
+_jinja_compile = getattr(AnsibleEnvironment.compile, "__wrapped__", AnsibleEnvironment.compile)
+_jinja_compile_expression = getattr(
+    AnsibleEnvironment.compile_expression, "__wrapped__", AnsibleEnvironment.compile_expression
+)
+
+
+def _compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+    return cached_compile(
+        _template_cache(), _jinja_compile, self, source, name, filename, raw, defer_init
+    )
+
+
+def _compile_expression(self, source, *args, **kwargs):
+    token = _EXPRESSION.set(source)
+    try:
+        return _jinja_compile_expression(self, source, *args, **kwargs)
+    finally:
+        _EXPRESSION.reset(token)
+
+
+_compile.__wrapped__ = _jinja_compile
+_compile_expression.__wrapped__ = _jinja_compile_expression
+AnsibleEnvironment.compile = _compile
+AnsibleEnvironment.compile_expression = _compile_expression
+
+
 class DecodedFacts:
     """Ansible's fact cache, with each drone's facts kept decoded between
     reads; a drone's facts are decoded again after they are set or deleted.
@@ -165,6 +381,8 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
 
     def run(self, iterator, play_context):
         _collection_dirs()  # here, so that every worker forked from now on has it
+        if cache := _template_cache():
+            cache.prune()
         return super().run(iterator, play_context)
 
     def _queue_task(self, host, task, task_vars, play_context):
