@@ -26,7 +26,8 @@ it, the worker's own start):
 
 The fact cache is read on every task for every drone, and Ansible decodes
 the drone's whole facts from JSON each time (some 2,400 times in a
-nine-drone run); here each drone's facts are decoded once per run, and
+nine-drone run), then copies them, value by value, into the task's
+variables; here each drone's facts are decoded and copied once per run, and
 again only after they change.
 
 A module from a collection (authorized_key, the docker modules...) makes
@@ -56,6 +57,7 @@ import tempfile
 from contextvars import ContextVar
 from pathlib import Path
 
+import ansible.vars.manager
 import ansible_mitogen.loaders
 import ansible_mitogen.planner
 import ansible_mitogen.strategy
@@ -368,6 +370,32 @@ class DecodedFacts:
 
     def __getattr__(self, name: str):
         return getattr(self._cache, name)
+
+
+_namespace_facts = getattr(
+    ansible.vars.manager.namespace_facts, "__wrapped__", ansible.vars.manager.namespace_facts
+)
+# facts as read from DecodedFacts (kept, so that no other object takes the id),
+# and their copy under ansible_facts
+_NAMESPACED: dict[int, tuple[dict, dict]] = {}
+
+
+def namespace_facts(facts: dict) -> dict:
+    """Ansible's copy of a drone's facts into a task's variables, made once
+    for each version of them DecodedFacts hands out: the same object until
+    they are set again, when it hands out a new one. Nothing changes a task's
+    ansible_facts in place (Ansible and its actions combine them into new
+    dictionaries), and a worker has its own copy of everything."""
+    if not facts:
+        return _namespace_facts(facts)
+    kept = _NAMESPACED.get(id(facts))
+    if kept is None or kept[0] is not facts:
+        kept = _NAMESPACED[id(facts)] = (facts, _namespace_facts(facts))
+    return {"ansible_facts": kept[1]["ansible_facts"]}
+
+
+namespace_facts.__wrapped__ = _namespace_facts
+ansible.vars.manager.namespace_facts = namespace_facts
 
 
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):

@@ -274,3 +274,30 @@ def test_a_drones_facts_are_decoded_once_until_they_change():
     facts.delete("drone-1")
     with pytest.raises(KeyError):
         facts.get("drone-1")
+
+
+def test_a_drones_facts_are_copied_into_task_variables_once_until_they_change():
+    import importlib.util
+
+    from ansible.vars.clean import namespace_facts
+
+    spec = importlib.util.spec_from_file_location(
+        "mitogen_linear_facts", ROOT / "plugins" / "strategy" / "mitogen_linear.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    facts = module.DecodedFacts(CountingCache())
+    facts.set("drone-1", {"ansible_hostname": "drone-1", "ansible_local": {"x": 1}, "mem": [1]})
+    first = module.namespace_facts(facts.get("drone-1"))
+    assert first == namespace_facts(facts.get("drone-1"))  # what Ansible makes of them
+    assert first == {
+        "ansible_facts": {"hostname": "drone-1", "ansible_local": {"x": 1}, "mem": [1]}
+    }
+    again = module.namespace_facts(facts.get("drone-1"))
+    assert again["ansible_facts"] is first["ansible_facts"]  # copied once
+    changed = facts.get("drone-1") | {"ansible_hostname": "drone-2"}
+    facts.set("drone-1", changed)
+    after = module.namespace_facts(facts.get("drone-1"))
+    assert after["ansible_facts"]["hostname"] == "drone-2"
+    assert first["ansible_facts"]["hostname"] == "drone-1"
+    assert module.namespace_facts({}) == {"ansible_facts": {}}
