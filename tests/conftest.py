@@ -30,6 +30,18 @@ def root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def strategy_plugin():
+    """plugins/strategy/mitogen_linear.py, loaded as Ansible loads it (from its file)."""
+    import importlib.util
+
+    path = ROOT / "plugins" / "strategy" / "mitogen_linear.py"
+    spec = importlib.util.spec_from_file_location("cloudrone_mitogen_linear", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def docker_engine() -> None:
     """The real Docker engine; the suite's setup (./run.sh test) starts one."""
     import docker

@@ -54,6 +54,7 @@ import os
 import shutil
 import sys
 import tempfile
+import types
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -228,7 +229,7 @@ class TemplateCache:
         still the ones it was compiled against."""
         try:
             callees, code = marshal.loads((self.folder / key).read_bytes())
-            if not isinstance(code, type(_described.__code__)):
+            if not isinstance(code, types.CodeType):
                 return None
             if any(tuple(entry[2:]) != _callee(env, *entry[:2]) for entry in callees):
                 return None
@@ -285,8 +286,13 @@ def template_cache_root() -> Path | None:
 
 @functools.cache
 def _template_cache() -> TemplateCache | None:
+    """The run's cache, made (and pruned) once, in the playbook's process
+    before the first worker is forked: every worker inherits it."""
     root = template_cache_root()
-    return TemplateCache.at(root) if root else None
+    cache = TemplateCache.at(root) if root else None
+    if cache:
+        cache.prune()
+    return cache
 
 
 def cached_compile(
@@ -304,10 +310,7 @@ def cached_compile(
         return compile_(env, source, name, filename, raw, defer_init)
     token = _EXPRESSION.set(None)  # a compile inside this one is not the expression
     try:
-        try:
-            key = cache.key(env, text, kind, name, filename, defer_init)
-        except Exception:  # a lookup that fails fails again, and is reported, below
-            return compile_(env, source, name, filename, raw, defer_init)
+        key = cache.key(env, text, kind, name, filename, defer_init)
         code = cache.load(key, env)
         if code is None:
             code = compile_(env, source, name, filename, raw, defer_init)
@@ -357,16 +360,22 @@ class DecodedFacts:
 
     def get(self, key: str) -> dict:
         if key not in self._decoded:
-            self._decoded[key] = self._cache.get(key)  # KeyError as before
+            facts = self._decoded[key] = self._cache.get(key)  # KeyError as before
+            _COPIES[id(facts)] = (facts, None)
         return self._decoded[key]
 
     def set(self, key: str, value: dict) -> None:
-        self._decoded.pop(key, None)
+        self._forget(key)
         self._cache.set(key, value)
 
     def delete(self, key: str) -> None:
-        self._decoded.pop(key, None)
+        self._forget(key)
         self._cache.delete(key)
+
+    def _forget(self, key: str) -> None:
+        facts = self._decoded.pop(key, None)
+        if facts is not None:
+            _COPIES.pop(id(facts), None)
 
     def __getattr__(self, name: str):
         return getattr(self._cache, name)
@@ -375,22 +384,23 @@ class DecodedFacts:
 _namespace_facts = getattr(
     ansible.vars.manager.namespace_facts, "__wrapped__", ansible.vars.manager.namespace_facts
 )
-# facts as read from DecodedFacts (kept, so that no other object takes the id),
-# and their copy under ansible_facts
-_NAMESPACED: dict[int, tuple[dict, dict]] = {}
+# The facts DecodedFacts hands out, by id, with their copy under ansible_facts
+# once made; an entry goes when its drone's facts are set or deleted.
+_COPIES: dict[int, tuple[dict, dict | None]] = {}
 
 
 def namespace_facts(facts: dict) -> dict:
     """Ansible's copy of a drone's facts into a task's variables, made once
-    for each version of them DecodedFacts hands out: the same object until
-    they are set again, when it hands out a new one. Nothing changes a task's
-    ansible_facts in place (Ansible and its actions combine them into new
-    dictionaries), and a worker has its own copy of everything."""
-    if not facts:
-        return _namespace_facts(facts)
-    kept = _NAMESPACED.get(id(facts))
+    for each version of them DecodedFacts hands out (the same object until
+    they are set again); any other dictionary is copied as Ansible does.
+    Nothing changes a task's ansible_facts in place (Ansible and its actions
+    combine them into new dictionaries), and a worker has its own copy of
+    everything."""
+    kept = _COPIES.get(id(facts))
     if kept is None or kept[0] is not facts:
-        kept = _NAMESPACED[id(facts)] = (facts, _namespace_facts(facts))
+        return _namespace_facts(facts)
+    if kept[1] is None:
+        kept = _COPIES[id(facts)] = (facts, _namespace_facts(facts))
     return {"ansible_facts": kept[1]["ansible_facts"]}
 
 
@@ -408,9 +418,9 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
             variables._fact_cache = DecodedFacts(variables._fact_cache)
 
     def run(self, iterator, play_context):
-        _collection_dirs()  # here, so that every worker forked from now on has it
-        if cache := _template_cache():
-            cache.prune()
+        # here, so that every worker forked from now on has them
+        _collection_dirs()
+        _template_cache()
         return super().run(iterator, play_context)
 
     def _queue_task(self, host, task, task_vars, play_context):

@@ -251,14 +251,8 @@ class CountingCache:
         return list(self.data)
 
 
-def test_a_drones_facts_are_decoded_once_until_they_change():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "mitogen_linear", ROOT / "plugins" / "strategy" / "mitogen_linear.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_a_drones_facts_are_decoded_once_until_they_change(strategy_plugin):
+    module = strategy_plugin
     cache = CountingCache()
     facts = module.DecodedFacts(cache)
     with pytest.raises(KeyError):
@@ -276,16 +270,10 @@ def test_a_drones_facts_are_decoded_once_until_they_change():
         facts.get("drone-1")
 
 
-def test_a_drones_facts_are_copied_into_task_variables_once_until_they_change():
-    import importlib.util
-
+def test_a_drones_facts_are_copied_into_task_variables_once_until_they_change(strategy_plugin):
     from ansible.vars.clean import namespace_facts
 
-    spec = importlib.util.spec_from_file_location(
-        "mitogen_linear_facts", ROOT / "plugins" / "strategy" / "mitogen_linear.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = strategy_plugin
     facts = module.DecodedFacts(CountingCache())
     facts.set("drone-1", {"ansible_hostname": "drone-1", "ansible_local": {"x": 1}, "mem": [1]})
     first = module.namespace_facts(facts.get("drone-1"))

@@ -6,7 +6,6 @@ arguments) is never taken for a template's own."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import jinja2
@@ -15,17 +14,10 @@ from ansible._internal._templating._engine import TemplateEngine, TemplateOption
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import trust_as_template
 
-from tests.conftest import ROOT
-
 
 @pytest.fixture(scope="module")
-def strategy():
-    spec = importlib.util.spec_from_file_location(
-        "mitogen_linear_cache", ROOT / "plugins" / "strategy" / "mitogen_linear.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def strategy(strategy_plugin):
+    return strategy_plugin
 
 
 VARIABLES = {
