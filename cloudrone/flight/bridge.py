@@ -40,6 +40,7 @@ from cloudrone.flight.rt import (
     setup_realtime,
     sleep_until,
 )
+from cloudrone.flight.signing import VerifyingMAVLink, clock_ticks
 from cloudrone.flight.telemetry import (
     Fix,
     SimAttitude,
@@ -78,7 +79,15 @@ REQUESTABLE = {
     mavlink.MAVLINK_MSG_ID_HEARTBEAT: "heartbeat",
 }
 VERSION = (0, 1, 0)
-SIGNING_EPOCH = 1420070400  # 2015-01-01 00:00:00 UTC: MAVLink signing timestamps start here
+# A signed frame refused, by why (cloudrone.flight.signing), and the counter it goes to.
+SIGNED_REFUSAL_COUNTERS = {
+    "bad_signature": "rejected_bad_signature",
+    "replay": "rejected_replay",
+    "stale": "rejected_replay",
+    "ahead": "rejected_ahead",
+}
+# A key holder whose clock runs ahead is told why at most this often.
+AHEAD_TELL_EVERY_S = 5.0
 
 
 class StartError(RuntimeError):
@@ -116,6 +125,8 @@ class Bridge:
             "rejected_sender": 0,
             "rejected_unsigned": 0,
             "rejected_bad_signature": 0,
+            "rejected_replay": 0,
+            "rejected_ahead": 0,
             "wrong_target": 0,
             "handler_errors": 0,
             "manual_control": 0,
@@ -139,6 +150,7 @@ class Bridge:
         self.warnings: list[str] = []
         self.senders = config.mavlink.senders
         self.strangers: set[str] = set()
+        self._ahead_told: dict[tuple[str, int], float] = {}
         self.signing: Any = None
         if config.mavlink.signing_key is not None:
             self._setup_signing(config.mavlink.signing_key, config.mavlink.signing_link_id)
@@ -156,7 +168,7 @@ class Bridge:
         """
         self.mav.signing.secret_key = key
         self.mav.signing.link_id = link_id
-        self.mav.signing.timestamp = int((time.time() - SIGNING_EPOCH) * 100_000)
+        self.mav.signing.timestamp = clock_ticks()
         self.mav.signing.sign_outgoing = True
         self.mav.signing.allow_unsigned_callback = None
         self.signing = self.mav.signing
@@ -573,7 +585,12 @@ class Bridge:
                 if oldest is not None:
                     self.peers.pop(oldest, None)
                 self.parsers.pop(oldest or next(iter(self.parsers)), None)
-            parser = mavlink.MAVLink(None, srcSystem=self.sysid, srcComponent=COMPONENT_ID)
+            parser = VerifyingMAVLink(
+                None,
+                srcSystem=self.sysid,
+                srcComponent=COMPONENT_ID,
+                max_ahead_s=self.config.mavlink.signing_max_ahead_s,
+            )
             parser.robust_parsing = True
             if self.signing is not None:
                 parser.signing = self.signing
@@ -589,8 +606,10 @@ class Bridge:
                 if "signature" in str(getattr(msg, "reason", "")):
                     raw = bytes(getattr(msg, "data", b"") or b"")
                     signed = len(raw) > 2 and raw[0] == 0xFD and raw[2] & 0x01
-                    key = "rejected_bad_signature" if signed else "rejected_unsigned"
-                    self.counters[key] += 1
+                    if signed and parser.refusals:
+                        self._refused_signed(parser.refusals.popleft(), addr, now)
+                    else:
+                        self.counters["rejected_unsigned"] += 1
                     self.counters["rejected_frames"] += 1
                 else:
                     self.counters["bad_frames"] += 1
@@ -611,6 +630,28 @@ class Bridge:
                     # Never leave a command unanswered: the station would only time out.
                     who = (msg.get_srcSystem(), msg.get_srcComponent())
                     self._ack(msg.command, int(Result.FAILED), now, who)
+
+    def _refused_signed(
+        self, refusal: tuple[str, int, float], addr: tuple[str, int], now: float
+    ) -> None:
+        """Count a signed frame that was refused, and tell its sender why when it holds
+        the key but its clock runs ahead of the drone's."""
+        reason, _, ahead_s = refusal
+        self.counters[SIGNED_REFUSAL_COUNTERS[reason]] += 1
+        if reason != "ahead":
+            return
+        if now - self._ahead_told.get(addr, -1e9) < AHEAD_TELL_EVERY_S:
+            return
+        self._ahead_told[addr] = now
+        text = f"Signed frames refused: your clock is {ahead_s:.0f} s ahead of this drone's"
+        log.warning(
+            "MAVLink from %s:%d refused: signed, but its clock is %.0f s ahead of this "
+            "drone's (mavlink.signing_max_ahead_s %g); set the drone's or the station's time",
+            *addr,
+            ahead_s,
+            self.config.mavlink.signing_max_ahead_s,
+        )
+        self._text(mavlink.MAV_SEVERITY_WARNING, text[:50], now, to=addr)
 
     def _for_us(self, target: int, component: int | None = None) -> bool:
         ok = target in (0, self.sysid) and component in (None, 0, COMPONENT_ID)

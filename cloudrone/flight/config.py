@@ -62,6 +62,10 @@ class MavlinkConfig:
     # MAVLink 2 signing: a file holding the mission's 32-byte key as 64 hex digits.
     signing_key_file: str | None = None
     signing_link_id: int = 0
+    # A signed frame whose timestamp leads the drone's clock by more than this is
+    # refused and counted (its sender is told): the drone's clock must agree
+    # with the ground station's to this.
+    signing_max_ahead_s: float = 60.0
     # The key itself, read from signing_key_file (never printed).
     signing_key: bytes | None = field(default=None, repr=False)
 
@@ -333,6 +337,7 @@ _SCHEMA: dict[str, Any] = {
         "allowed_senders": _senders,
         "signing_key_file": _optional(_key_file),
         "signing_link_id": _number(0, 255, integer=True),
+        "signing_max_ahead_s": _number(1.0, 86_400.0, " s"),
     },
     "backend": {
         "type": _choice(*BACKENDS),

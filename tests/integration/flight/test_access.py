@@ -27,15 +27,18 @@ WRONG_KEY = bytes(range(1, 33))
 class Sender:
     """A raw MAVLink sender from a given loopback address, signed or not."""
 
-    def __init__(self, address: str, key: bytes | None = None) -> None:
+    def __init__(
+        self, address: str, key: bytes | None = None, system: int = 254, ahead_s: float = 0.0
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((address, 0))
         self.sock.settimeout(0.05)
-        self.mav = mavlink.MAVLink(None, srcSystem=254, srcComponent=190)
+        self.mav = mavlink.MAVLink(None, srcSystem=system, srcComponent=190)
         if key is not None:
             self.mav.signing.secret_key = key
             self.mav.signing.sign_outgoing = True
-            self.mav.signing.timestamp = int((time.time() - 1420070400) * 100_000)
+            # a signing timestamp counts 10 us steps since 2015-01-01
+            self.mav.signing.timestamp = int((time.time() + ahead_s - 1420070400) * 100_000)
 
     def send(self, port: int, *msgs: Any) -> None:
         for msg in msgs:
@@ -196,3 +199,67 @@ def test_missing_sensors_never_stop_the_bridge(bridge, ground) -> None:  # type:
     assert gs.recv("COMMAND_ACK", timeout=5, cond=lambda m: m.command == ARM and m.result == 0)
     b.wait_frame("armed")
     assert b.proc.poll() is None
+
+
+DAY_S = 86_400.0
+
+
+def test_a_forged_frame_from_the_future_locks_no_pilot_out(bridge, ground, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """pymavlink alone records a stream's timestamp before it checks the signature: one
+    forged frame a day ahead, on the pilot's own stream (system 255, component 190,
+    link 0), made every genuine frame after it "old" and started the failsafe."""
+    b = bridge(mavlink={"signing_key_file": str(key_file(tmp_path))})
+    forger = Sender("127.0.0.1", key=WRONG_KEY, system=255, ahead_s=DAY_S)
+    try:
+        refused_until(b, forger, "rejected_bad_signature", "the forger's frames refused")
+        assert b.status()["mavlink"]["rejected_replay"] == 0
+        gs = ground(b, signing_key=KEY)
+        gs.fly(z=0)
+        wait_until(lambda: b.status()["pilot_link"], what="the pilot's signed sticks taken")
+        gs.command(ARM, 1)
+        ack = gs.recv("COMMAND_ACK", timeout=5, cond=lambda m: m.command == ARM and m.result == 0)
+        assert ack is not None and ack._signed
+        b.wait_frame("armed")
+        # the forger keeps at it while the pilot flies: nothing of it counts
+        before = b.status()["mavlink"]["manual_control"]
+        refused_until(b, forger, "rejected_bad_signature", "still refused")
+        force_disarm = mavlink.MAVLink_command_long_message(1, 1, ARM, 0, 0, 21196, 0, 0, 0, 0, 0)
+        forger.send(b.port, force_disarm)
+        wait_until(
+            lambda: b.status()["mavlink"]["manual_control"] > before + 20,
+            what="the pilot's sticks still taken",
+        )
+        s = b.status()
+        assert s["mode"] == "armed" and s["pilot_link"] is True
+        assert s["mavlink"]["rejected_replay"] == 0
+    finally:
+        forger.close()
+
+
+def test_a_signed_frame_too_far_ahead_is_refused_and_its_sender_told(
+    bridge, ground, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A key holder whose clock runs a day ahead would push the drone's counter a day
+    forward, and every station keeping time would then be "old": refused, counted, told."""
+    b = bridge(mavlink={"signing_key_file": str(key_file(tmp_path)), "signing_max_ahead_s": 30})
+    gs = ground(b, signing_key=KEY)
+    gs.fly(z=0)
+    wait_until(lambda: b.status()["pilot_link"], what="pilot link")
+    ahead = Sender("127.0.0.1", key=KEY, system=255, ahead_s=DAY_S)  # the pilot's own stream
+    try:
+        refused_until(b, ahead, "rejected_ahead", "frames a day ahead refused")
+        s = b.status()
+        assert s["mavlink"]["rejected_bad_signature"] == 0
+        assert s["mavlink"]["commands"] == 0  # its arm requests never reached the controller
+        assert s["mode"] == "disarmed"
+        # the genuine pilot still flies: its frames are not "old"
+        gs.command(ARM, 1)
+        ack = gs.recv("COMMAND_ACK", timeout=5, cond=lambda m: m.command == ARM and m.result == 0)
+        assert ack is not None
+        b.wait_frame("armed")
+        assert b.status()["mavlink"]["rejected_replay"] == 0
+        # the sender holds the key, so it is told why (in a signed STATUSTEXT)
+        assert ahead.heard() > 0
+        assert "ahead of this drone's" in b.log()
+    finally:
+        ahead.close()
