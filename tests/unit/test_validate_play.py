@@ -34,6 +34,8 @@ GOOD = {
             "cloudrone_mesh_network": "10.42.0.0/24",
             "cloudrone_management_network": "10.250.0.0/24",
             "base_admin_authorized_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAx operator"],
+            # a test fleet's flight key (as a mission's inventory reads its key file)
+            "flight_bridge_signing_key": "5a" * 32,
         },
     }
 }
@@ -75,6 +77,10 @@ CASES = {
     "mesh channel the country forbids": (
         changed(vars={"mesh_channel": 12, "mesh_country": "CA"}),
         ["mesh_channel 12", "CA"],
+    ),
+    "a drone that would fly unsigned without saying so": (
+        changed(d2={"flight_bridge_signing_key": ""}),
+        ["d2", "flight_bridge_signing_key is empty", "flight_bridge_allow_unsigned: true"],
     ),
     "overlapping phone networks": (
         changed(d2={"cloudrone_ap_subnet": "10.43.0.0/16"}),

@@ -105,12 +105,33 @@ def test_listens_on_the_management_address_only(host):
 
 
 def test_only_the_ground_station_may_fly(host):
+    # by default the management network's last host address: the controller's
     s = status(host)
-    assert s["mavlink"]["allowed_senders"] == ["10.42.0.254/32"]
+    assert s["mavlink"]["allowed_senders"] == ["10.251.0.254/32"]
     fragment = host.file("/etc/cloudrone/firewall.d/30-flight-bridge.nft")
-    assert fragment.exists and "10.42.0.254" in fragment.content_string
+    assert fragment.exists and "10.251.0.254" in fragment.content_string
     ruleset = host.check_output("nft list set inet cloudrone ground_stations")
-    assert "10.42.0.254" in ruleset
+    assert "10.251.0.254" in ruleset
+
+
+def test_the_flight_port_is_reached_on_the_management_link_alone(host):
+    # the interface holding the management address, and no other
+    addresses = json.loads(host.check_output("ip -j -4 addr show"))
+    management = [
+        a["ifname"]
+        for a in addresses
+        for info in a["addr_info"]
+        if info["local"].startswith("10.251.0.")
+    ]
+    assert len(management) == 1, addresses
+    flight_ifaces = host.check_output("nft -j list set inet cloudrone flight_ifaces")
+    elements = json.loads(flight_ifaces)["nftables"][1]["set"].get("elem", [])
+    assert elements == management
+
+
+def test_reverse_path_filtering_is_strict(host):
+    for key in ("all", "default"):
+        assert host.file(f"/proc/sys/net/ipv4/conf/{key}/rp_filter").content_string.strip() == "1"
 
 
 def test_the_sandbox_is_on(host):
@@ -133,6 +154,15 @@ def test_status_and_frames_written_by_the_bridge_user(host):
         assert host.file(path).user == "cloudrone-flight"
 
 
-def test_no_signing_key_left_when_the_link_is_unsigned(host):
-    assert not host.file("/etc/cloudrone/flight-signing.key").exists
-    assert "signing_key_file" not in host.file("/etc/cloudrone/flight.yml").content_string
+def test_signed_where_a_key_is_given_unsigned_only_by_the_explicit_word(host):
+    # drone-m1 has the scenario's key; drone-m2 says flight_bridge_allow_unsigned
+    key = host.file("/etc/cloudrone/flight-signing.key")
+    config = host.file("/etc/cloudrone/flight.yml").content_string
+    signed = host.backend.get_hostname() == "drone-m1"
+    assert status(host)["mavlink"]["signing"] is signed
+    if signed:
+        assert key.exists and key.mode == 0o600 and key.user == "cloudrone-flight"
+        assert "signing_key_file: /etc/cloudrone/flight-signing.key" in config
+    else:
+        assert not key.exists
+        assert "signing_key_file" not in config

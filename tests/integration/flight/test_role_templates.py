@@ -77,6 +77,8 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
         "flight_bridge_venv_dir": str(BIN.parent),
         "flight_bridge_rt_group_sched": rt_group,
         "flight_bridge_ground_stations": ["10.42.0.253", "10.250.0.0/24"],
+        # the ground station defaults to the management network's last host address
+        "cloudrone_management_network": "10.250.0.0/24",
     }
     if simulated:  # the management address from the inventory's ansible_host
         extra["ansible_host"] = "10.250.0.11"
@@ -84,6 +86,7 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
         extra["ansible_host"] = "drone-a.local"
         extra["flight_bridge_signing_key"] = key
         extra["flight_bridge_signing_key_file"] = str(key_file)
+        extra["flight_bridge_signing_max_ahead_s"] = 45
         extra.update(OVERRIDES)
     r = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", json.dumps(extra), str(play)],
@@ -105,13 +108,14 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
     )
     assert check.returncode == 0, check.stderr
     assert f"backend {'sim' if simulated else 'pca9685'}" in check.stdout
-    assert "ground station 10.42.0.254:14550" in check.stdout
+    assert "ground station 10.250.0.254:14550" in check.stdout
     listen = "10.250.0.11" if simulated else "10.250.0.99"
     assert f"MAVLink on {listen}:14555" in check.stdout
     rendered = yaml.safe_load(config)["mavlink"]
-    assert rendered["allowed_senders"] == ["10.42.0.254", "10.42.0.253", "10.250.0.0/24"]
+    assert rendered["allowed_senders"] == ["10.250.0.254", "10.42.0.253", "10.250.0.0/24"]
     assert key not in config  # the key stays in its 0600 file
     assert rendered.get("signing_key_file") == (None if simulated else str(key_file))
+    assert rendered.get("signing_max_ahead_s") == (None if simulated else 45.0)
     # The bridge's defaults are not repeated: only what this drone decides is written.
     written = yaml.safe_load(config)
     decided = {"mavlink", "backend", "battery", "gps", "realtime", "status_file"}
@@ -179,3 +183,62 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
             if "cloudrone-flight-bridge.service" in line and "network-online" not in line
         ]
         assert not problems, v.stderr
+
+
+VALIDATE_PLAY = """
+- name: The flight bridge role's checks before any change
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files:
+    - {role}/defaults/main.yml
+  tasks:
+    - name: The role's own checks
+      ansible.builtin.import_tasks: {role}/tasks/validate.yml
+"""
+
+
+@pytest.mark.skipif(shutil.which("ansible-playbook", path=str(BIN)) is None, reason="no ansible")
+@pytest.mark.parametrize(
+    ("given", "refused"),
+    [
+        ({}, "flight_bridge_signing_key is empty"),
+        ({"flight_bridge_signing_key": "12ab"}, "must be 64 hex digits"),
+        (
+            {"flight_bridge_allow_unsigned": True, "cloudrone_management_network": None},
+            "is not ADDRESS:PORT",
+        ),
+        ({"flight_bridge_allow_unsigned": True}, None),
+        ({"flight_bridge_signing_key": "ab" * 32}, None),
+    ],
+)
+def test_the_role_flies_signed_or_says_so(
+    tmp_path: Path, given: dict[str, object], refused: str | None
+) -> None:
+    """No key and no explicit word: the play stops before any change, and says how."""
+    play = tmp_path / "validate.yml"
+    play.write_text(VALIDATE_PLAY.format(role=ROLE))
+    extra = {"cloudrone_management_network": "10.250.0.0/24", **given}
+    if extra["cloudrone_management_network"] is None:
+        del extra["cloudrone_management_network"]
+    r = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", json.dumps(extra), str(play)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+            "HOME": str(tmp_path),
+            # the key would be read from here when no variable gives it
+            "CLOUDRONE_FLIGHT_SIGNING_KEY": "",
+        },
+    )
+    out = r.stdout + r.stderr
+    if refused is None:
+        assert r.returncode == 0, out
+    else:
+        assert r.returncode != 0 and refused in out, out
+    assert "ab" * 32 not in out  # the key never shows
