@@ -28,7 +28,7 @@ from rich.table import Table
 from cloudrone.fleet import image as drone_image
 from cloudrone.fleet import sim
 from cloudrone.flight.ground import fly
-from cloudrone.mission import deploy
+from cloudrone.mission import deploy, flightkey
 from cloudrone.mission import pack as packing
 from cloudrone.mission import status as drone_status
 from cloudrone.mission.model import Mission, MissionError, load, missing_secrets
@@ -113,10 +113,34 @@ def _ensure_key(path: Path) -> bool:
     return True
 
 
+def _secrets_or_exit(mission: Mission) -> None:
+    """Every secret the mission needs is there (vault or environment), or exit 2 naming each."""
+    missing = missing_secrets(mission)
+    problem = flightkey.problem(mission)
+    if problem:
+        missing.append(problem)
+    if missing:
+        err.print("[bold red]A secret the mission needs is not there; nothing was changed:[/]")
+        for line in missing:
+            err.print(f"  {escape(line)}")
+        raise typer.Exit(2)
+
+
+def _warn_unsigned(mission: Mission) -> None:
+    if not mission.flight.signing:
+        err.print(
+            f"[bold yellow]{mission.bundle / 'mission.yml'} flight.signing: false: the drones "
+            "take unsigned control, so anyone who sends from a ground station's address can "
+            "fly them. Remove it to fly signed.[/]"
+        )
+
+
 @mission_app.command("validate")
 def validate(bundle: BundleArg = None) -> None:
     """Check a mission bundle and say what is wrong, changing nothing."""
     mission = _load(bundle)
+    _secrets_or_exit(mission)
+    _warn_unsigned(mission)
     console.print(
         f"{mission.bundle / 'mission.yml'}: mission {mission.name}, "
         f"{len(mission.drones)} drone(s), target {mission.target}: valid"
@@ -225,12 +249,8 @@ def up(
             raise typer.Exit(2) from None
         bundle = unpacked.bundle
     mission = _load(bundle)
-    secrets_missing = missing_secrets(mission)
-    if secrets_missing:
-        err.print("[bold red]A secret the mission needs is not there; nothing was changed:[/]")
-        for line in secrets_missing:
-            err.print(f"  {escape(line)}")
-        raise typer.Exit(2)
+    _secrets_or_exit(mission)
+    _warn_unsigned(mission)
     console.print(
         f"[bold]Mission {mission.name}[/]: {mission.description or ''} "
         f"({len(mission.drones)} drones, {len(mission.services)} service(s), "
@@ -262,6 +282,12 @@ def up(
     _build_images(mission)
     state = mission_state_dir(mission.name)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = flightkey.ensure(mission)
+    if key is not None and key.origin == "made":
+        console.print(
+            "    made the mission's flight key: the drones take signed control alone "
+            f"(cloudrone_cli mission ground-station {mission.bundle} tells a ground station)"
+        )
     inventory = state / "inventory.yml"
     inventory.write_text(render_inventory(mission, offline))
     console.print(
@@ -427,6 +453,7 @@ def plan(
             return
     state = mission_state_dir(mission.name)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flightkey.ensure(mission)
     inventory = state / "inventory-plan.yml"
     inventory.write_text(render_inventory(mission))
     if any(s.build for s in mission.services):
@@ -452,6 +479,53 @@ def plan(
                 )  # fmt: skip
                 console.print(escape("\n".join(f"    {line}" for line in lines)))
     console.print(f"Full log: {result.log}")
+
+
+@mission_app.command("ground-station")
+def ground_station(bundle: BundleArg = None) -> None:
+    """What a ground station needs to fly the mission's drones: their addresses, and
+    where the mission's signing key is (the key itself is never printed)."""
+    mission = _load(bundle)
+    _warn_unsigned(mission)
+    key = flightkey.ensure(mission) if mission.flight.signing else None
+    if mission.flight.ground_station:
+        address, port = mission.flight.ground_station
+    else:
+        address, port = mission.management.broadcast_address - 1, 14550
+    table = Table(title=f"Mission {mission.name}: flight", title_justify="left")
+    for col in ("drone", "system id", "MAVLink (the bridge)", "speaks first to"):
+        table.add_column(col)
+    for d in mission.drones:
+        table.add_row(d.name, str(d.system_id), f"{d.management_address}:14555",
+                      f"{address}:{port}")  # fmt: skip
+    console.print(table)
+    console.print(
+        f"The ground station listens on UDP {port} at {address}, on the management link "
+        "(the drones take MAVLink on no other interface)."
+    )
+    if key is None:
+        return
+    listen = f"udpin:0.0.0.0:{port}"
+    console.print(
+        f"Signing key: [bold]{key.passphrase_file}[/] holds the passphrase, "
+        f"[bold]{key.key_file}[/] the 32-byte key it stands for (SHA-256 of the passphrase), "
+        "as 64 hex digits. Both are readable by you alone; keep them so.\n"
+        f"  cloudrone_cli fly:  cloudrone_cli fly --listen 0.0.0.0:{port} --key-file "
+        f"{key.key_file}\n"
+        f'  MAVProxy:           echo "{listen} $(cat {key.passphrase_file})" >> '
+        f"~/.mavproxy/signing.keys; mavproxy.py --master={listen}\n"
+        "                      (or, in MAVProxy: signing key PASSPHRASE)\n"
+        "  MAVSDK (no signing of its own): through MAVProxy, which signs what it forwards:\n"
+        f"                      mavproxy.py --master={listen} --out=udp:127.0.0.1:14540 "
+        "--source-system=245 --source-component=190 (MAVSDK's own ids: MAVProxy signs by "
+        "packing again under its ids), then MAVSDK on udpin://127.0.0.1:14540\n"
+        "  pymavlink:          conn.setup_signing(bytes.fromhex(open(KEY_FILE).read()), "
+        "sign_outgoing=True)\n"
+        "  Other ground stations: give the passphrase where they ask for a signing key if "
+        "they hash it with SHA-256 as MAVProxy does, else the hex key.\n"
+        "The drones' and the ground station's clocks must agree within a minute: a signed "
+        "frame whose time runs further ahead is refused."
+    )
 
 
 def _print_access(mission: Mission) -> None:

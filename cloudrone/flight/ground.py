@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +26,9 @@ import typer
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
+
+from cloudrone.flight.config import read_signing_key
+from cloudrone.flight.signing import clock_ticks
 
 GCS_SYSTEM_ID = 255
 GCS_COMPONENT_ID = 190
@@ -143,7 +147,11 @@ class GroundLink:
     """A UDP MAVLink ground station end: learns the drone from its first packet."""
 
     def __init__(
-        self, listen: tuple[str, int], drone: tuple[str, int] | None, system_id: int
+        self,
+        listen: tuple[str, int],
+        drone: tuple[str, int] | None,
+        system_id: int,
+        signing_key: bytes | None = None,
     ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(listen)
@@ -153,6 +161,12 @@ class GroundLink:
         self.mav = mavlink.MAVLink(None, srcSystem=GCS_SYSTEM_ID, srcComponent=GCS_COMPONENT_ID)
         self.mav.robust_parsing = True
         self.out = mavlink.MAVLink(None, srcSystem=GCS_SYSTEM_ID, srcComponent=GCS_COMPONENT_ID)
+        if signing_key is not None:
+            # what we send is signed; what the drone sends must be (one shared state)
+            self.out.signing.secret_key = signing_key
+            self.out.signing.sign_outgoing = True
+            self.out.signing.timestamp = clock_ticks()
+            self.mav.signing = self.out.signing
         self.tm = Telemetry()
         self.sent = 0
         self._last_heartbeat = 0.0
@@ -376,9 +390,10 @@ def run(
     axes: str = "yaw=0,throttle=-1,roll=3,pitch=-4",
     arm: bool = False,
     window: bool = True,
+    signing_key: bytes | None = None,
 ) -> Telemetry:
     """Fly until Esc, the window closes or ``duration`` seconds pass; return the telemetry."""
-    link = GroundLink(listen, drone, system_id)
+    link = GroundLink(listen, drone, system_id, signing_key)
     ground = Ground(link, rate, keyboard, joystick, parse_axes(axes), window)
     print(f"cloudrone fly: listening on {listen[0]}:{listen[1]}, input: {ground.source}")
     start = time.monotonic()
@@ -427,8 +442,21 @@ def fly(
     window: Annotated[
         bool, typer.Option("--window/--no-window", help="show the telemetry window")
     ] = True,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="the mission's signing key (64 hex digits; `cloudrone_cli mission "
+            "ground-station` names its file): a drone with a key refuses unsigned control"
+        ),
+    ] = None,
 ) -> None:
     """Fly a drone with a joystick (or the keyboard) and watch its telemetry."""
+    signing_key = None
+    if key_file is not None:
+        signing_key, problem = read_signing_key(str(key_file))
+        if problem:
+            print(f"--key-file {problem}", file=sys.stderr)
+            raise typer.Exit(2)
     tm = run(
         parse_endpoint(listen),
         parse_endpoint(drone) if drone else None,
@@ -440,6 +468,7 @@ def fly(
         axes,
         arm,
         window,
+        signing_key,
     )
     if tm.heard is None:
         print("no drone was heard: is the bridge's ground_station this address?", file=sys.stderr)

@@ -45,6 +45,9 @@ HINTS: dict[str, str] = {
     "loss": "give a whole percent of frames lost, 0 to 99",
     "metric": "give 1 (preferred), 2 or 3",
     "security": "use open, wpa2 or wpa3",
+    "signing": "write true (the default: signed control) or false (unsigned, on purpose)",
+    "ground_station": "give the ground station's ADDRESS or ADDRESS:PORT on the management "
+    "network, like 10.250.0.254:14550",
     "recipe": "use tinyweb (a static web server for a folder of the bundle), board (the "
     "camp's replicated board) or offline-map "
     "(a map of a .pmtiles or .geojson file of the bundle)",
@@ -144,6 +147,21 @@ class AccessPointPlan:
     landing_page: bool = False
 
 
+# The passphrase of the mission's flight key, when the operator gives it (the
+# environment or the bundle's vault) instead of letting mission up make one.
+FLIGHT_PASSPHRASE_ENV = "CLOUDRONE_FLIGHT_PASSPHRASE"
+MAVLINK_GROUND_PORT = 14550
+
+
+@dataclass(frozen=True)
+class FlightPlan:
+    """Who may fly: MAVLink 2 signing (on unless the bundle says false) and the
+    ground station the bridges speak to (None: the management network's last host)."""
+
+    signing: bool = True
+    ground_station: tuple[ipaddress.IPv4Address, int] | None = None
+
+
 @dataclass(frozen=True)
 class RegistryPlan:
     address: str
@@ -199,6 +217,7 @@ class Mission:
     access_point: AccessPointPlan = AccessPointPlan()
     services: tuple[ServicePlan, ...] = ()
     registry: RegistryPlan | None = None
+    flight: FlightPlan = FlightPlan()
     # the bundle's image archives (images/*.tar) and the tags each holds
     archives: tuple[tuple[Path, tuple[str, ...]], ...] = ()
     # the bundle's ansible-vault file of secrets, if it has one
@@ -322,7 +341,15 @@ def load(bundle: Path) -> Mission:
     if data.get("version", 1) == 1:
         v2 = [
             k
-            for k in ("radio", "access_point", "gateways", "services", "registry", "secrets")
+            for k in (
+                "radio",
+                "access_point",
+                "gateways",
+                "services",
+                "registry",
+                "secrets",
+                "flight",
+            )
             if k in data
         ]
         for key in v2:
@@ -422,6 +449,7 @@ def load(bundle: Path) -> Mission:
     registry = RegistryPlan(**data["registry"]) if "registry" in data else None
     archives = _archives(bundle, report)
     secrets_file = _secrets_file(bundle, data.get("secrets"), report)
+    flight = _flight(data.get("flight") or {}, nets.get("management"), report)
     # names the fleet itself answers, which no service may take
     reserved_dns = (
         {LANDING_PAGE_NAME: "the landing page's name (access_point.landing_page)"}
@@ -451,6 +479,7 @@ def load(bundle: Path) -> Mission:
         registry=registry,
         archives=tuple(archives),
         secrets_file=secrets_file,
+        flight=flight,
     )
 
 
@@ -557,6 +586,36 @@ def _radio(raw: dict[str, Any], names: list[str], target: str, report: Report) -
         in_range=in_range,
         partitioned=raw.get("partitioned", False),
     )
+
+
+def _flight(
+    raw: dict[str, Any], management: ipaddress.IPv4Network | None, report: Report
+) -> FlightPlan:
+    station = None
+    if "ground_station" in raw:
+        text = str(raw["ground_station"])
+        host, _, port = text.partition(":")
+        try:
+            address = ipaddress.IPv4Address(host)
+        except ValueError as exc:
+            report(["flight", "ground_station"], f"{exc}; give ADDRESS or ADDRESS:PORT")
+            return FlightPlan(signing=raw.get("signing", True))
+        number = int(port) if port else MAVLINK_GROUND_PORT
+        if not 1 <= number <= 65535:
+            report(["flight", "ground_station"], f"port {number} is not 1-65535; give 14550")
+        if management is not None and (
+            address not in management
+            or address in (management.network_address, management.broadcast_address)
+        ):
+            report(
+                ["flight", "ground_station"],
+                f"{address} is not a host of the management network {management}: the "
+                "flight port is reached on the management link alone, never across the "
+                f"mesh; give the ground station's address there (e.g. "
+                f"{management.broadcast_address - 1})",
+            )
+        station = (address, number)
+    return FlightPlan(signing=raw.get("signing", True), ground_station=station)
 
 
 def _channel_list(country: str) -> str:

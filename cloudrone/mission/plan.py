@@ -10,6 +10,7 @@ import jinja2
 import yaml
 
 from cloudrone.fleet.sim import FleetSpec
+from cloudrone.mission import flightkey
 from cloudrone.mission.model import MODEL_MEMORY_MB, SYSTEM_RESERVE_MB, Mission, ServicePlan
 from cloudrone.mission.placement import Node, binpack
 from cloudrone.mission.placement import Service as PlacedService
@@ -207,6 +208,7 @@ def render_inventory(mission: Mission, offline: dict[str, str] | None = None) ->
         services=swarm_services(mission),
         names=service_names(mission),
         secrets_path=display_key(mission.secrets_file) if mission.secrets_file else "",
+        flight_key_file=display_key(flightkey.folder(mission) / flightkey.KEY_FILE),
         offline=offline,
     )
     return text.rstrip("\n") + "\n"

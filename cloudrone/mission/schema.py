@@ -232,6 +232,33 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "flight": {
+            "type": "object",
+            "description": (
+                "Who may fly the drones. Control is MAVLink 2 signed with the mission's "
+                "key: made on the first mission up and kept with the run's state (never "
+                "in the bundle), or the passphrase in $CLOUDRONE_FLIGHT_PASSPHRASE (or "
+                "the vault) so that several controllers share it. `cloudrone_cli mission "
+                "ground-station` says how a ground station gets it."
+            ),
+            "additionalProperties": False,
+            "properties": {
+                "signing": _s(
+                    "boolean",
+                    "true (default): every drone refuses unsigned control. false flies "
+                    "unsigned, on purpose: then a sender's address alone decides who "
+                    "flies, and an address on a radio can be taken.",
+                ),
+                "ground_station": _s(
+                    "string",
+                    "The pilot's ground station, ADDRESS or ADDRESS:PORT (port default "
+                    "14550), on the management network: the flight port is reached on "
+                    "the management link alone. Default: the management network's last "
+                    "host address (the controller's, on a simulated fleet).",
+                    pattern=r"^([0-9]{1,3}[.]){3}[0-9]{1,3}(:[0-9]{1,5})?$",
+                ),
+            },
+        },
         "secrets": _s(
             "string",
             "A file of the bundle encrypted with ansible-vault (ansible-vault create "

@@ -396,8 +396,167 @@ def test_run_state_stays_out_of_the_bundle_and_holds_no_secret(bundle, state_hom
     records = [p for p in state.rglob("*") if p.is_file()]
     assert any(p.name == "command" for p in records)  # ansible-runner's record of the run
     assert any(p.name == "stdout" for p in records)  # and the run's full log
+    flight = state / "flight"
+    passphrase = (flight / "passphrase").read_bytes().strip()
+    hex_key = (flight / "signing.key").read_bytes().strip()
     for path in records:
         assert SECRET.encode() not in path.read_bytes(), f"{path} holds the controller's secret"
+        if path.parent != flight:
+            assert passphrase not in path.read_bytes(), f"{path} holds the flight passphrase"
+            assert hex_key not in path.read_bytes(), f"{path} holds the flight key"
+
+
+# --- Who may fly: strangers on the mesh and on the management link, the pilot ---------
+
+GS = "10.252.0.254"  # the ground station's address: the controller's, on the management link
+MESH = {"drone-1": "10.252.1.11", "drone-2": "10.252.1.12", "drone-3": "10.252.1.13"}
+
+
+def bridge_status(drone: str) -> dict:
+    c = docker.from_env().containers.get(f"cloudrone-{NAME}-{drone}")
+    r = c.exec_run(["cat", "/run/cloudrone/flight-status.json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def control_frames(system_id: int, key: bytes | None = None) -> bytes:
+    """What a pilot sends to arm: sticks (throttle zero) and ARM, signed with ``key`` or not."""
+    from pymavlink.dialects.v20 import ardupilotmega as mavlink
+
+    mav = mavlink.MAVLink(None, srcSystem=255, srcComponent=190)
+    if key is not None:
+        mav.signing.secret_key = key
+        mav.signing.sign_outgoing = True
+        mav.signing.timestamp = int((time.time() - 1420070400) * 100_000)
+    arm = mavlink.MAV_CMD_COMPONENT_ARM_DISARM
+    return mav.manual_control_encode(system_id, 0, 0, 0, 0, 0).pack(mav) + mav.command_long_encode(
+        system_id, 1, arm, 0, 1, 0, 0, 0, 0, 0, 0
+    ).pack(mav)
+
+
+def drone_mac(drone: str, link: str) -> str:
+    c = docker.from_env().containers.get(f"cloudrone-{NAME}-{drone}")
+    return c.attrs["NetworkSettings"]["Networks"][f"cloudrone-{NAME}-{link}"]["MacAddress"]
+
+
+STRANGER_SEND = (
+    "import socket, sys, time\n"
+    "src, dst, data = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.bind((src, 14550))\n"
+    "for _ in range(50):\n"
+    "    s.sendto(data, (dst, 14555)); time.sleep(0.04)\n"
+)
+
+
+def stranger_sends(stranger: sim.Phone, dst: str, data: bytes) -> None:
+    code, out = stranger.sh(
+        f"python3 -c {shlex.quote(STRANGER_SEND)} {GS} {dst} {data.hex()}", timeout=30
+    )
+    assert code == 0, out
+
+
+def test_a_stranger_who_takes_the_ground_stations_address_flies_no_drone(bundle, drone_image):
+    """Tried on this fleet before signing was the default: a container on the mesh that
+    took the ground station's address armed every drone with unsigned COMMAND_LONG."""
+    folder, _, _, _ = bundle
+    spec = fleet_spec(load(folder))
+    before = {d: bridge_status(d) for d in MGMT}
+    assert all(s["mavlink"]["signing"] for s in before.values()), before
+    assert all(s["mode"] == "disarmed" for s in before.values())
+    on_mesh = sim.add_phone(spec, "mesh", "stranger-mesh", drone_image)
+    on_mgmt = sim.add_phone(spec, "mgmt", "stranger-mgmt", drone_image)
+    try:
+        # On the mesh, with the ground station's address (it answers no ARP for it:
+        # its neighbours are written in by hand, so it poisons no drone's cache).
+        code, out = on_mesh.sh(f"ip addr add {GS}/32 dev eth0")
+        assert code == 0, out
+        for i, drone in enumerate(MGMT, 1):
+            mac = drone_mac(drone, "mesh")
+            code, out = on_mesh.sh(
+                f"ip neigh replace {MESH[drone]} lladdr {mac} dev eth0 nud permanent && "
+                f"ip route replace {MGMT[drone]}/32 via {MESH[drone]} dev eth0"
+            )
+            assert code == 0, out
+            # the path is there: the drone answers a ping to its management address
+            code, out = on_mesh.sh(f"busybox ping -c 1 -W 3 {MGMT[drone]}")
+            assert code == 0, out
+            stranger_sends(on_mesh, MGMT[drone], control_frames(i))
+        # nothing of it reached a bridge: the management link is the only way in
+        for drone in MGMT:
+            s = bridge_status(drone)
+            assert s["mode"] == "disarmed", (drone, s)
+            assert (
+                s["mavlink"]["rejected_unsigned"] == before[drone]["mavlink"]["rejected_unsigned"]
+            ), (drone, s["mavlink"])
+
+        # On the management link itself, the same address, unsigned and wrongly signed.
+        code, out = on_mgmt.sh(
+            f"ip addr add {GS}/32 dev eth0 && "
+            f"ip neigh replace {MGMT['drone-1']} lladdr {drone_mac('drone-1', 'mgmt')} "
+            "dev eth0 nud permanent"
+        )
+        assert code == 0, out
+        stranger_sends(on_mgmt, MGMT["drone-1"], control_frames(1))
+        stranger_sends(on_mgmt, MGMT["drone-1"], control_frames(1, key=bytes(32)))
+        s = bridge_status("drone-1")
+        m, was = s["mavlink"], before["drone-1"]["mavlink"]
+        assert s["mode"] == "disarmed", s
+        assert m["rejected_unsigned"] >= was["rejected_unsigned"] + 50, m
+        assert m["rejected_bad_signature"] >= was["rejected_bad_signature"] + 50, m
+        assert m["commands"] == was["commands"] and m["manual_control"] == was["manual_control"]
+    finally:
+        on_mesh.remove()
+        on_mgmt.remove()
+
+
+def test_the_pilot_with_the_missions_key_flies_a_drone(bundle, state_home):
+    """The key mission up made (never in the bundle), where `mission ground-station` says."""
+    import socket
+    import threading
+
+    from pymavlink.dialects.v20 import ardupilotmega as mavlink
+
+    folder, _, _, _ = bundle
+    key_file = state_home / "missions" / NAME / "flight" / "signing.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    shown = cli("mission", "ground-station", str(folder))
+    assert shown.returncode == 0 and str(key_file) in " ".join(shown.stdout.split())
+    key = bytes.fromhex(key_file.read_text().strip())
+    assert key.hex() not in shown.stdout
+    mav = mavlink.MAVLink(None, srcSystem=255, srcComponent=190)
+    mav.signing.secret_key, mav.signing.sign_outgoing = key, True
+    mav.signing.timestamp = int((time.time() - 1420070400) * 100_000)
+    arm = mavlink.MAV_CMD_COMPONENT_ARM_DISARM
+    stop, lock = threading.Event(), threading.Lock()
+    was = bridge_status("drone-1")["mavlink"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gs:
+        gs.bind((GS, 14550))  # where the bridges speak to their ground station
+
+        def send(msg) -> None:  # type: ignore[no-untyped-def]
+            with lock:
+                gs.sendto(msg.pack(mav), (MGMT["drone-1"], 14555))
+
+        def sticks() -> None:  # the pilot's stream, throttle at zero, 25 Hz
+            while not stop.wait(0.04):
+                send(mav.manual_control_encode(1, 0, 0, 0, 0, 0))
+
+        pilot = threading.Thread(target=sticks, daemon=True)
+        pilot.start()
+        try:
+            assert wait_until(lambda: bridge_status("drone-1")["pilot_link"], 15), "pilot link"
+            send(mav.command_long_encode(1, 1, arm, 0, 1, 0, 0, 0, 0, 0, 0))
+            assert wait_until(lambda: bridge_status("drone-1")["mode"] == "armed", 15), "armed"
+            assert bridge_status("drone-2")["mode"] == "disarmed"  # system 1 alone
+            send(mav.command_long_encode(1, 1, arm, 0, 0, 0, 0, 0, 0, 0, 0))
+            assert wait_until(lambda: bridge_status("drone-1")["mode"] == "disarmed", 15)
+        finally:
+            stop.set()
+            pilot.join(timeout=2)
+    m = bridge_status("drone-1")["mavlink"]
+    assert m["commands"] == was["commands"] + 2  # both taken
+    for counter in ("rejected_bad_signature", "rejected_unsigned", "rejected_replay"):
+        assert m[counter] == was[counter], (counter, m)  # none of the pilot's refused
 
 
 def test_operator_logs_in_with_the_key_and_becomes_root(bundle):

@@ -10,8 +10,11 @@ them, and reads its console output from another pipe.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from cloudrone.bench.flightlab import wait_until
+from cloudrone.flight.signing import passphrase_key
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +32,12 @@ MAVPROXY = shutil.which("mavproxy.py") or str(Path(sys.executable).parent / "mav
 
 
 class MavProxy:
-    def __init__(self, gs_port: int, workdir: Path) -> None:
+    def __init__(
+        self, gs_port: int, workdir: Path, extra: tuple[str, ...] = (), home: Path | None = None
+    ) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if home is not None:  # MAVProxy reads ~/.mavproxy/signing.keys
+            env["HOME"] = str(home)
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -37,6 +45,7 @@ class MavProxy:
                 f"--master=udp:127.0.0.1:{gs_port}",
                 "--nowait",
                 "--no-state",
+                *extra,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -154,3 +163,97 @@ def test_mavproxy_flies_the_bridge(bridge, tmp_path: Path) -> None:  # type: ign
     assert first[2][:2] == (1500, 1500) and first[2][3] == 1500
     assert frames[-1][1:] == ("disarmed", (1500, 1500, 1000, 1500))
     assert b.proc.poll() is None
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _mavsdk_arms_and_flies(b, port: int) -> None:  # type: ignore[no-untyped-def]
+    """MAVSDK (no signing of its own) arms and flies through MAVProxy, which signs."""
+    from mavsdk.asyncio import ComponentType, Configuration, Mavsdk
+    from mavsdk.asyncio.plugins.action import ActionAsync
+    from mavsdk.asyncio.plugins.manual_control import ManualControlAsync
+
+    config = Configuration.create_with_component_type(ComponentType.GROUND_STATION)
+    async with Mavsdk(config) as sdk:
+        await sdk.add_any_connection(f"udpin://127.0.0.1:{port}")
+        system = await sdk.first_autopilot(timeout_s=20.0)
+        assert system is not None, "MAVSDK found no autopilot behind MAVProxy"
+        action, control = ActionAsync(system), ManualControlAsync(system)
+        sticks = [0.0, 0.0, 0.0, 0.0]
+
+        async def pilot() -> None:
+            while True:
+                await control.set_manual_control_input(*sticks)
+                await asyncio.sleep(0.04)
+
+        task = asyncio.create_task(pilot())
+        try:
+            deadline = time.monotonic() + 15
+            while not b.status()["pilot_link"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await action.arm()
+            sticks[2] = 0.6
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                f = b.last_frame()
+                if f and f[1] == "armed" and f[2][2] == 1600:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"MAVSDK's throttle never reached the pulses: {f}")
+            sticks[2] = 0.0
+            await asyncio.sleep(0.3)
+            await action.disarm()
+        finally:
+            task.cancel()
+
+
+@pytest.mark.skipif(not Path(MAVPROXY).exists(), reason="MAVProxy is not installed")
+def test_mavproxy_flies_a_signed_bridge_and_signs_for_mavsdk(bridge, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The mission's passphrase in MAVProxy's signing.keys (as `mission ground-station`
+    says): MAVProxy flies the signed bridge, and signs what MAVSDK sends through it."""
+    pytest.importorskip("mavsdk.asyncio")
+    passphrase = "itest-" + secrets.token_urlsafe(18)
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(passphrase_key(passphrase).hex() + "\n")
+    key_file.chmod(0o600)
+    b = bridge(mavlink={"signing_key_file": str(key_file)})
+    home = tmp_path / "home"
+    (home / ".mavproxy").mkdir(parents=True)
+    (home / ".mavproxy" / "signing.keys").write_text(f"udp:127.0.0.1:{b.gs_port} {passphrase}\n")
+    out_port = _free_udp_port()
+    # MAVProxy signs what it forwards by packing it again under its own ids: it takes
+    # MAVSDK's ground station ids (245, 190), so the ACKs find MAVSDK
+    mp = MavProxy(
+        b.gs_port,
+        tmp_path,
+        (f"--out=udp:127.0.0.1:{out_port}", "--source-system=245", "--source-component=190"),
+        home=home,
+    )
+    try:
+        mp.expect("online system 1", timeout=20)
+        mp.type("rc 3 1000")
+        wait_until(lambda: b.status()["pilot_link"], what="MAVProxy's signed overrides")
+        mark = len(mp.lines)
+        mp.type("arm throttle")
+        mp.expect("COMPONENT_ARM_DISARM: ACCEPTED", after=mark)
+        b.wait_frame("armed")
+        mark = len(mp.lines)
+        mp.type("disarm")
+        mp.expect("COMPONENT_ARM_DISARM: ACCEPTED", after=mark)
+        b.wait_frame("disarmed")
+        mp.type("rc 3 0")  # hand the sticks to MAVSDK: MAVProxy overrides nothing now
+        asyncio.run(_mavsdk_arms_and_flies(b, out_port))
+        b.wait_frame("disarmed")
+        m = b.status()["mavlink"]
+        assert m["signing"] is True
+        # everything that reached the bridge was signed with the mission's key
+        assert m["rejected_unsigned"] == 0 and m["rejected_bad_signature"] == 0, m
+        assert m["commands"] >= 4  # two arms, two disarms
+    finally:
+        if mp.proc.poll() is None:
+            mp.kill()
