@@ -48,6 +48,9 @@ class Config:
     timers: Timers = field(default_factory=Timers)
     tc_redundancy: int = C.TC_REDUNDANCY_ALL_NEIGHBORS
     hna_networks: list[tuple[str, int]] = field(default_factory=list)
+    hna_accept: list[tuple[str, int]] = field(default_factory=list)
+    hna_gateways: list[str] = field(default_factory=list)
+    fleet: list[str] = field(default_factory=list)
     max_jitter: float = C.HELLO_INTERVAL / 4
     route_table: int = 254
     route_protocol: int = 100
@@ -87,6 +90,13 @@ SCHEMA: dict[str, Any] = {
         "interval": (FromProfile("hna_interval"), "seconds"),
         "validity": (FromProfile("hna_validity"), "seconds"),
         "networks": ([], "networks"),
+        # believed from others: inside these networks only (empty: anything) ...
+        "accept": ([], "networks"),
+        # ... except from these nodes, which may announce any network (gateways)
+        "gateways": ([], "addresses"),
+        # the mission's nodes (main addresses); others' announcements are refused
+        # and the nodes reported (empty: everyone is one of us)
+        "fleet": ([], "addresses"),
     },
     "duplicate_hold": (C.DUP_HOLD_TIME, "seconds"),
     "max_jitter": (FromProfile("max_jitter"), "jitter"),
@@ -199,6 +209,17 @@ class _Checker:
             return value
         if kind == "networks":
             return self.networks(key, value)
+        if kind == "addresses":
+            if not isinstance(value, list):
+                self.fail(key, f"{value!r} is not a list; write [10.42.0.11, 10.42.0.12]")
+                return None
+            out = []
+            for i, item in enumerate(value):
+                try:
+                    out.append(str(ipaddress.IPv4Address(str(item))))
+                except ValueError:
+                    self.fail((*key, i), f"{item!r} is not an IPv4 address; write 10.42.0.11")
+            return out
         if kind == "interfaces":
             return self.interface_list(key, value)
         raise AssertionError(kind)
@@ -328,6 +349,9 @@ def _validate(
         timers=timers,
         tc_redundancy=raw["tc"]["redundancy"],
         hna_networks=raw["hna"]["networks"],
+        hna_accept=raw["hna"]["accept"],
+        hna_gateways=raw["hna"]["gateways"],
+        fleet=raw["hna"]["fleet"],
         max_jitter=raw["max_jitter"],
         route_table=raw["routes"]["table"],
         route_protocol=raw["routes"]["protocol"],

@@ -18,6 +18,8 @@ LQ_TC_MESSAGE = 202
 LQ_MESSAGES = frozenset({LQ_HELLO_MESSAGE, LQ_TC_MESSAGE})
 # senders of link-quality messages remembered at once; beyond that they are only counted
 MAX_LQ_SENDERS = 64
+# refused announcements and nodes outside the fleet kept for /warnings, at most
+MAX_REPORTED = 64
 
 MESSAGE_NAMES = {
     HELLO_MESSAGE: "HELLO",

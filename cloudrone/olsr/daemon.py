@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import ipaddress
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ from cloudrone.olsr import codec, lq, status
 from cloudrone.olsr.config import DEFAULT_PATH, Config, ConfigError, load
 from cloudrone.olsr.constants import LQ_HELLO_MESSAGE, LQ_TC_MESSAGE, TC_MESSAGE
 from cloudrone.olsr.kernel import KernelRoute, RouteTable
-from cloudrone.olsr.protocol import Node
+from cloudrone.olsr.protocol import HnaPolicy, Node
 from cloudrone.olsr.routing import Route
 
 log = logging.getLogger("cloudrone.olsr")
@@ -71,6 +72,15 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update(getattr(record, "fields", {}))
         return json.dumps(entry, default=str)
+
+
+def hna_policy(config: Config) -> HnaPolicy:
+    """Which announcements the node believes, from its configuration's hna section."""
+    return HnaPolicy(
+        accept=tuple(ipaddress.IPv4Network(n) for n in config.hna_accept),
+        gateways=frozenset(config.hna_gateways),
+        fleet=frozenset(config.fleet),
+    )
 
 
 def event(level: int, msg: str, name: str, **fields: Any) -> None:
@@ -370,7 +380,25 @@ class Daemon:
             self.queue_forward(forward)
         if self.node.lq_new:
             self.report_lq_senders()
+        if self.node.hna_refused_new or self.node.strangers_new:
+            self.report_refusals()
         self.after_state_change()
+
+    def report_refusals(self) -> None:
+        """One warning per refused announcement and per node outside the fleet."""
+        for key in self.node.hna_refused_new:
+            r = self.node.hna_refused[key]
+            event(logging.WARNING, status.hna_problem(r), "hna_refused",
+                  originator=r.originator, network=f"{r.network}/{r.prefix}",
+                  reason=r.reason, source=r.source)  # fmt: skip
+        for address in self.node.strangers_new:
+            s = self.node.strangers[address]
+            event(logging.WARNING, status.stranger_problem(s), "stranger",
+                  originator=s.originator, source=s.source)  # fmt: skip
+        if self.node.hna_refused_new or self.node.strangers_new:
+            self.node.hna_refused_new.clear()
+            self.node.strangers_new.clear()
+            self.notify_status()
 
     def report_lq_senders(self) -> None:
         """One warning per new sender of olsrd link-quality messages, never per packet."""
@@ -607,6 +635,7 @@ class Daemon:
         node.timers = new.timers
         node.tc_redundancy = new.tc_redundancy
         node.hna_networks = list(new.hna_networks)
+        node.hna_policy = hna_policy(new)
         logging.getLogger().setLevel(new.log_level.upper())
         if (new.status_address, new.status_port) != (old.status_address, old.status_port):
             self.close_http()
@@ -660,6 +689,7 @@ class Daemon:
             timers=config.timers,
             tc_redundancy=config.tc_redundancy,
             hna=config.hna_networks,
+            hna_policy=hna_policy(config),
             link_quality=config.link_quality,
             clock=time.monotonic,
         )

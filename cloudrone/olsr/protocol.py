@@ -12,6 +12,7 @@ a node hears the other one's HELLO and TC only to report their senders.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from cloudrone.olsr.constants import (
     LQ_MESSAGES,
     LQ_TC_MESSAGE,
     MAX_LQ_SENDERS,
+    MAX_REPORTED,
     MAX_TTL,
     MID_HOLD_TIME,
     MID_INTERVAL,
@@ -102,6 +104,62 @@ class DuplicateTuple:
     retransmitted: bool = False
 
 
+@dataclass(frozen=True)
+class HnaPolicy:
+    """Which announced networks (HNA) a node believes, and from whom.
+
+    ``accept``: the mission's own networks; an announcement inside one of them is
+    believed from any node of ``fleet``. ``gateways``: the nodes that may also
+    announce what lies outside them (the default route, split or whole).
+    ``fleet``: the nodes' main addresses; announcements of any other node are
+    refused, and the node is reported. Empty ``accept`` and ``fleet``: every
+    announcement is believed, as RFC 3626 has it.
+    """
+
+    accept: tuple[ipaddress.IPv4Network, ...] = ()
+    gateways: frozenset[str] = frozenset()
+    fleet: frozenset[str] = frozenset()
+
+    def refuse(self, originator: str, network: str, prefix: int) -> str | None:
+        """Why the announcement is not believed ("stranger", "outside"), or None."""
+        if self.fleet and originator not in self.fleet and originator not in self.gateways:
+            return "stranger"
+        if not self.accept or originator in self.gateways:
+            return None
+        try:
+            net = ipaddress.IPv4Network((network, prefix), strict=False)
+        except ValueError:
+            return "outside"
+        if any(net.subnet_of(a) for a in self.accept):
+            return None
+        return "outside"
+
+
+@dataclass(slots=True)
+class RefusedHna:
+    """An announcement a node did not believe: kept to be reported, bounded."""
+
+    originator: str
+    network: str
+    prefix: int
+    reason: str  # "stranger" or "outside" (HnaPolicy.refuse)
+    source: str  # the interface address it arrived from
+    first: float
+    last: float
+    count: int = 1
+
+
+@dataclass(slots=True)
+class Stranger:
+    """A node whose messages reach this one but who is not in the fleet."""
+
+    originator: str
+    source: str
+    first: float
+    last: float
+    messages: int = 1
+
+
 @dataclass(slots=True)
 class LqSender:
     """A neighbour interface that speaks the other link-quality dialect.
@@ -134,6 +192,7 @@ class Node:
         timers: Timers | None = None,
         tc_redundancy: int = TC_REDUNDANCY_ALL_NEIGHBORS,
         hna: Iterable[tuple[str, int]] = (),
+        hna_policy: HnaPolicy | None = None,
         link_quality: str = "none",
         clock: Clock,
     ) -> None:
@@ -143,6 +202,13 @@ class Node:
         self.timers = timers or Timers()
         self.tc_redundancy = tc_redundancy
         self.hna_networks = list(hna)
+        self.hna_policy = hna_policy or HnaPolicy()
+        # announcements refused and nodes outside the fleet, by key; the new ones
+        # wait in *_new for the daemon to log once
+        self.hna_refused: dict[tuple[str, str, int], RefusedHna] = {}
+        self.hna_refused_new: list[tuple[str, str, int]] = []
+        self.strangers: dict[str, Stranger] = {}
+        self.strangers_new: list[str] = []
         self.clock = clock
         self.etx = link_quality == "etx"
         if self.etx:
@@ -379,6 +445,9 @@ class Node:
         if msg.ttl == 0 or msg.originator in self.own_addresses:
             self.counters["dropped_ttl_or_own"] += 1
             return None
+        fleet = self.hna_policy.fleet
+        if fleet and msg.originator not in fleet and msg.originator not in self.hna_policy.gateways:
+            self._note_stranger(msg.originator, source)
         if msg.type == self.hello_type:
             assert isinstance(msg.body, Hello)
             self._process_hello(msg, msg.body, source, local)
@@ -563,14 +632,38 @@ class Node:
                 self.changed = True
             self.mid[addr] = (msg.originator, expires)
 
+    def _note_stranger(self, originator: str, source: str) -> None:
+        now = self.clock()
+        known = self.strangers.get(originator)
+        if known is not None:
+            known.last, known.source = now, source
+            known.messages += 1
+        elif len(self.strangers) < MAX_REPORTED:
+            self.strangers[originator] = Stranger(originator, source, now, now)
+            self.strangers_new.append(originator)
+        else:
+            self.counters["strangers_not_kept"] += 1
+
     def _process_hna(self, msg: Message, hna: Hna, source: str) -> None:
-        """Host and network association set (section 12.5)."""
+        """Host and network association set (section 12.5), for what the policy believes."""
         if not self.is_symmetric_iface(source):
             return
         self.counters["hna"] += 1
-        expires = self.clock() + msg.validity
+        now = self.clock()
+        expires = now + msg.validity
         for network, prefix in hna.networks:
             key = (msg.originator, network, prefix)
+            reason = self.hna_policy.refuse(msg.originator, network, prefix)
+            if reason is not None:
+                self.counters["hna_refused"] += 1
+                refused = self.hna_refused.get(key)
+                if refused is not None:
+                    refused.last, refused.source = now, source
+                    refused.count += 1
+                elif len(self.hna_refused) < MAX_REPORTED:
+                    self.hna_refused[key] = RefusedHna(*key, reason, source, now, now)
+                    self.hna_refused_new.append(key)
+                continue
             if key not in self.hna:
                 self.changed = True
             self.hna[key] = expires

@@ -210,25 +210,81 @@ def lq_fix(sender: LqSender) -> str:
     )
 
 
+def hna_problem(r: Any) -> str:
+    why = (
+        "it is not a node of this fleet"
+        if r.reason == "stranger"
+        else "the network is none of the mission's and it is no declared gateway"
+    )
+    return f"{r.originator} announced {r.network}/{r.prefix}: not installed, {why}"
+
+
+def hna_fix(r: Any) -> str:
+    if r.reason == "stranger":
+        return "if it is one of the mission's drones, add its mesh address to hna.fleet"
+    return (
+        "if the network is the mission's, add it to hna.accept; if the drone is a gateway, "
+        "declare it (hna.gateways; a mission's gateways: field)"
+    )
+
+
+def stranger_problem(s: Any) -> str:
+    return f"{s.originator} speaks OLSR on the mesh (from {s.source}) and is not in the fleet"
+
+
 def warnings(node: Node, now: float, wall: float) -> list[dict[str, Any]]:
     """Conditions that keep the mesh apart and need an operator: one entry each.
 
     ``now`` is the node's (monotonic) clock, ``wall`` the Unix time at ``now``; the
     ``firstSeen`` and ``lastSeen`` times are Unix seconds, like ``systemTime``.
     """
-    return [
+    refused = [
         {
-            "kind": "link_quality" if s.etx else "no_link_quality",
-            "address": s.address,
-            "originators": sorted(s.originators),
-            "messageTypes": sorted(s.types),
-            "messageNames": lq_names(s),
-            "packets": s.packets,
+            "kind": "hna_refused",
+            "originator": r.originator,
+            "network": f"{r.network}/{r.prefix}",
+            "reason": r.reason,
+            "address": r.source,
+            "announcements": r.count,
+            "firstSeen": round(wall - (now - r.first), 3),
+            "lastSeen": round(wall - (now - r.last), 3),
+            "problem": hna_problem(r),
+            "fix": hna_fix(r),
+        }
+        for r in sorted(node.hna_refused.values(), key=lambda x: (x.originator, x.network))
+    ]
+    strangers = [
+        {
+            "kind": "stranger",
+            "originator": s.originator,
+            "address": s.source,
+            "messages": s.messages,
             "firstSeen": round(wall - (now - s.first), 3),
             "lastSeen": round(wall - (now - s.last), 3),
-            "active": s.until >= now,
-            "problem": lq_problem(s),
-            "fix": lq_fix(s),
+            "problem": stranger_problem(s),
+            "fix": "if it is a drone of this mission, add its mesh address to the fleet "
+            "(hna.fleet); if not, someone else is on the mesh: the mesh's passphrase keeps "
+            "strangers off the radio",
         }
-        for s in sorted(node.lq_senders.values(), key=lambda x: x.address)
+        for s in sorted(node.strangers.values(), key=lambda x: x.originator)
     ]
+    return (
+        refused
+        + strangers
+        + [
+            {
+                "kind": "link_quality" if s.etx else "no_link_quality",
+                "address": s.address,
+                "originators": sorted(s.originators),
+                "messageTypes": sorted(s.types),
+                "messageNames": lq_names(s),
+                "packets": s.packets,
+                "firstSeen": round(wall - (now - s.first), 3),
+                "lastSeen": round(wall - (now - s.last), 3),
+                "active": s.until >= now,
+                "problem": lq_problem(s),
+                "fix": lq_fix(s),
+            }
+            for s in sorted(node.lq_senders.values(), key=lambda x: x.address)
+        ]
+    )

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,8 @@ def test_an_open_ibss_cell_on_its_channel(tmp_path):
 
 def test_a_protected_cell_on_5ghz_and_the_fast_profile(tmp_path):
     files = render(tmp_path, mesh_channel=36, mesh_passphrase="correct horse battery",
-                   mesh_olsr_profile="fast", mesh_gateway=True)  # fmt: skip
+                   mesh_olsr_profile="fast", mesh_gateway=True,
+                   cloudrone_ap_subnet="10.43.7.0/24")  # fmt: skip
     wpa = files["wpa.conf"]
     assert "frequency=5180" in wpa
     assert 'psk="correct horse battery"' in wpa and "proto=RSN" in wpa and "key_mgmt=WPA-PSK" in wpa
@@ -81,6 +83,11 @@ def test_a_protected_cell_on_5ghz_and_the_fast_profile(tmp_path):
     # the profile's timers live in the daemon only, not in the role
     assert "hello:" not in files["olsrd.yml"] and "max_jitter" not in files["olsrd.yml"]
     assert '"0.0.0.0/0"' in files["olsrd.yml"]
+    # what it believes of others: the mission's networks from the fleet, the rest from
+    # the gateways (here the one drone of a one-drone inventory, a gateway itself)
+    hna = yaml.safe_load(files["olsrd.yml"])["hna"]
+    assert hna["accept"] == ["10.42.0.0/24", "10.43.7.0/24"]
+    assert hna["fleet"] == ["10.42.0.7"] and hna["gateways"] == ["10.42.0.7"]
 
 
 def test_the_rendered_olsr_configuration_passes_the_daemons_check(tmp_path):

@@ -144,6 +144,14 @@ log: {level: debug}
             "interfaces: [{name: wlan0}]\nhello: 2",
             "olsrd.yml:2 hello: expected a mapping of keys, got int",
         ),
+        (
+            "interfaces: [{name: wlan0}]\nhna: {fleet: [10.42.0.11, drone-2]}",
+            "olsrd.yml:2 hna.fleet[1]: 'drone-2' is not an IPv4 address",
+        ),
+        (
+            "interfaces: [{name: wlan0}]\nhna: {accept: [10.43.1.5/24]}",
+            "olsrd.yml:2 hna.accept[0]: '10.43.1.5/24' is not a network address",
+        ),
         ("- a\n- b", "olsrd.yml:1: the routing configuration must be a mapping of keys"),
         ("interfaces: [{name: wlan0}\n", "olsrd.yml:2: not valid YAML"),
     ],
@@ -274,3 +282,21 @@ def test_check_command_on_a_folder_is_one_line(tmp_path: pathlib.Path, capsys) -
     assert err == [
         f"{tmp_path}: is a folder, not a routing configuration file; point at the YAML file itself"
     ]
+
+
+def test_the_hna_policy_believes_the_missions_networks_from_the_fleet() -> None:
+    cfg = parse(
+        "interfaces: [{name: wlan0}]\nhna:\n  accept: [10.42.0.0/24, 10.43.0.0/16]\n"
+        "  gateways: [10.42.0.13]\n  fleet: [10.42.0.11, 10.42.0.12, 10.42.0.13]\n",
+        "olsrd.yml",
+        lambda: HOST,
+    )
+    policy = daemon.hna_policy(cfg)
+    assert policy.refuse("10.42.0.12", "10.43.2.0", 24) is None
+    assert policy.refuse("10.42.0.12", "10.43.1.5", 32) is None  # a phone's host route
+    assert policy.refuse("10.42.0.12", "0.0.0.0", 0) == "outside"  # not a gateway
+    assert policy.refuse("10.42.0.12", "10.250.0.254", 32) == "outside"  # the controller
+    assert policy.refuse("10.42.0.13", "0.0.0.0", 1) is None  # a gateway's split default
+    assert policy.refuse("10.42.0.99", "10.43.1.5", 32) == "stranger"
+    open_mesh = daemon.hna_policy(parse("interfaces: [{name: wlan0}]\n", "olsrd.yml", lambda: HOST))
+    assert open_mesh.refuse("10.42.0.99", "0.0.0.0", 0) is None  # no policy: RFC 3626
