@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -304,3 +305,50 @@ def test_firewall_is_its_own_table_and_loads_at_boot(host):
     assert "policy drop" in ruleset
     # the file in force passes nft's own check
     assert host.run("nft -c -f /etc/cloudrone/firewall.nft").rc == 0
+
+
+# --- A firewall that fails closed ----------------------------------------------------------
+TOOL = "/usr/local/sbin/cloudrone-firewall"
+BROKEN = "add rule inet cloudrone roles_input tcp dport 8080 acept\n"  # a typo nft refuses
+
+
+def _table(host) -> str:
+    return host.check_output("nft list table inet cloudrone")
+
+
+def test_a_fragment_that_does_not_parse_never_goes_live(host):
+    """What every role's fragment template runs as its validate step."""
+    before = _table(host)
+    host.run(f"printf %s {shlex.quote(BROKEN)} > /tmp/broken.nft")
+    check = host.run(f"{TOOL} check /tmp/broken.nft 20-mesh.nft")
+    assert check.rc != 0 and "acept" in check.stderr, check.stderr  # nft's own message
+    assert "acept" not in host.file("/etc/cloudrone/firewall.d/20-mesh.nft").content_string
+    assert _table(host) == before
+    sound = host.run(f"{TOOL} check /etc/cloudrone/firewall.d/20-mesh.nft 20-mesh.nft")
+    assert sound.rc == 0, sound.stderr
+    # the running table is what the files say: the base role's next run leaves it
+    assert host.check_output(f"{TOOL} load --if-stale --dry-run") == "current"
+
+
+def test_a_boot_with_a_broken_table_lets_in_ssh_on_the_management_link_alone(host, drone, listener):
+    broken = "/etc/cloudrone/firewall.d/99-broken.nft"
+    try:
+        host.run(f"printf %s {shlex.quote(BROKEN)} > {broken}")
+        boot = host.run("systemctl restart cloudrone-firewall")  # what boot runs
+        assert boot.rc != 0  # the unit fails, loudly...
+        journal = host.check_output("journalctl -u cloudrone-firewall -n 30 --no-pager")
+        assert "the fallback is in force" in journal, journal
+        # ...with the operator's SSH on the management link, and nothing else
+        mgmt, mesh = _scan(drone, "mgmt"), _scan(drone, "mesh")
+        assert {p for p, s in mgmt["tcp"].items() if s != "filtered"} == {22}
+        assert {p for p, s in mesh["tcp"].items() if s != "filtered"} == set()
+        assert set(mesh["udp"].values()) == {"filtered"}
+        assert _ssh(drone).returncode == 0
+        # the stale table is reloaded by the base role's next run
+        assert host.check_output(f"{TOOL} load --if-stale --dry-run") == "would load"
+    finally:
+        host.run(f"rm -f {broken}")
+        host.run("systemctl restart cloudrone-firewall")
+    assert host.service("cloudrone-firewall").is_running
+    assert "flight_ifaces" in _table(host)
+    assert host.check_output(f"{TOOL} load --if-stale --dry-run") == "current"
