@@ -215,6 +215,39 @@ def render(board: Board, error: str = "") -> str:
     )
 
 
+class PostLimit:
+    """How often one phone (one source address) may post: a burst, then a steady rate.
+
+    A token bucket per address; the oldest addresses are forgotten past
+    ``max_phones`` so a flood of addresses cannot fill the memory.
+    """
+
+    def __init__(self, per_minute: float, burst: int, max_phones: int = 4096) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_phones = max_phones
+        self.buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
+        self.refused = 0
+        self.lock = threading.Lock()
+
+    def allow(self, address: str, now: float | None = None) -> float:
+        """0 when ``address`` may post now (a token is taken), else seconds to wait."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            tokens, then = self.buckets.pop(address, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                self.refused += 1
+                wait = (1 - tokens) / self.rate if self.rate > 0 else float("inf")
+            self.buckets[address] = (tokens, now)  # newest last
+            while len(self.buckets) > self.max_phones:
+                del self.buckets[next(iter(self.buckets))]
+            return wait
+
+
 class Server(ThreadingHTTPServer):
     # socketserver listens with a backlog of 5: past five connections waiting
     # to be accepted, a crowd's SYNs are dropped and wait 1, 3, 7... seconds
@@ -224,6 +257,7 @@ class Server(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     board: Board
+    limit: PostLimit = PostLimit(per_minute=10, burst=6)
     server_version = "cloudrone-board"
 
     def log_message(self, fmt, *args):  # the journal gets warnings only
@@ -261,6 +295,7 @@ class Handler(BaseHTTPRequestHandler):
                     "replica": self.board.replica,
                     "posts": len(self.board.posts),
                     "peers": self.board.peers,
+                    "posts_refused_by_limit": self.limit.refused,
                 }
             )
             self._send(200, body.encode(), "application/json")
@@ -282,6 +317,20 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, update, "application/octet-stream")
         elif path == "/post":
+            wait = self.limit.allow(self.client_address[0])
+            if wait:
+                message = f"this phone posted a lot just now; wait {wait:.0f} s and post again"
+                if "json" in self.headers.get("Accept", ""):
+                    body = json.dumps({"error": message}).encode()
+                    ctype = "application/json"
+                else:
+                    body, ctype = (
+                        render(self.board, error=message).encode(),
+                        "text/html; charset=utf-8",
+                    )
+                self._send(HTTPStatus.TOO_MANY_REQUESTS, body, ctype,
+                           {"Retry-After": str(max(1, round(wait)))})  # fmt: skip
+                return
             form = {
                 k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()
             }
@@ -335,6 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replica", default=os.environ.get("BOARD_REPLICA") or socket.gethostname()
     )
+    parser.add_argument(
+        "--posts-per-minute",
+        type=float,
+        default=float(os.environ.get("BOARD_POSTS_PER_MINUTE", 10)),
+        help="how often one phone (source address) may post, after its burst",
+    )
+    parser.add_argument(
+        "--post-burst", type=int, default=int(os.environ.get("BOARD_POST_BURST", 6))
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s board: %(message)s")
     if args.data is not None:
@@ -346,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         target=replicate, args=(board, peers, args.interval, stop), daemon=True
     ).start()
     Handler.board = board
+    Handler.limit = PostLimit(args.posts_per_minute, args.post_burst)
     server = Server(("", args.port), Handler)
     LOG.info("replica %s on port %d, %d posts, peers %s", args.replica, args.port,
              len(board.posts), ", ".join(peers) or "none")  # fmt: skip

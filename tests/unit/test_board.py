@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
@@ -26,12 +27,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def replica(port: int, data, peers: list[int], name: str):
+def replica(port: int, data, peers: list[int], name: str, *extra: str):
     proc = subprocess.Popen(
         [sys.executable, str(BOARD), "--port", str(port), "--data", str(data),
          "--peers", ",".join(f"127.0.0.1:{p}" if isinstance(p, int) else p for p in peers),
          "--interval", "0.2",
-         "--replica", name],
+         "--replica", name, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -107,9 +108,10 @@ def test_many_posts_at_once_on_three_replicas_none_lost(tmp_path):
     # every replica is given the same list, as mission up gives it; each leaves itself out
     every = [f"r{i}=127.0.0.1:{p}" for i, p in enumerate(ports)]
     with (
-        replica(ports[0], tmp_path / "0", every, "r0"),
-        replica(ports[1], tmp_path / "1", every, "r1"),
-        replica(ports[2], tmp_path / "2", every, "r2"),
+        # one test client posts for the whole crowd: no per-phone limit here
+        replica(ports[0], tmp_path / "0", every, "r0", "--posts-per-minute", "6000"),
+        replica(ports[1], tmp_path / "1", every, "r1", "--posts-per-minute", "6000"),
+        replica(ports[2], tmp_path / "2", every, "r2", "--posts-per-minute", "6000"),
     ):
         ids = set()
         for i in range(30):
@@ -179,3 +181,54 @@ def test_a_crowd_of_connections_waits_in_the_backlog_not_in_syn_retries(tmp_path
                              text=True, check=True).stdout.split()  # fmt: skip
         # State Recv-Q Send-Q Local Peer: a listener's Send-Q is its backlog
         assert int(out[2]) >= 128, out
+
+
+def post_from(port: int, source: str, **form) -> tuple[int, dict, dict]:
+    """A post from a given loopback address: another phone."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    try:
+        conn.request(
+            "POST", "/post", urllib.parse.urlencode(form),
+            {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read()), dict(answer.getheaders())
+    finally:
+        conn.close()
+
+
+def test_one_phone_posting_fast_is_held_back_and_the_others_still_post(tmp_path):
+    port = free_port()
+    with replica(port, tmp_path / "d", [], "drone-3", "--post-burst", "4",
+                 "--posts-per-minute", "6"):  # fmt: skip
+        answers = [post_from(port, "127.0.0.2", kind="message", name="flood", text=str(i))
+                   for i in range(7)]  # fmt: skip
+        codes = [code for code, _, _ in answers]
+        assert codes == [201] * 4 + [429] * 3, codes
+        _, refused, headers = answers[-1]
+        assert "wait" in refused["error"] and int(headers["Retry-After"]) >= 1
+        # every post says which drone's replica took it
+        assert all(body["via"] == "drone-3" for code, body, _ in answers if code == 201)
+        # another phone is not held back by the first one's flood
+        code, other, _ = post_from(port, "127.0.0.3", kind="safe", name="Amina")
+        assert code == 201 and other["via"] == "drone-3"
+        assert len(posts(port)) == 5
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            assert json.load(answer)["posts_refused_by_limit"] == 3
+
+
+def test_the_limit_refills_at_its_rate_and_forgets_the_oldest_phones():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("board_module", BOARD)
+    assert spec is not None and spec.loader is not None
+    board = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(board)
+    limit = board.PostLimit(per_minute=6, burst=2, max_phones=3)
+    assert [limit.allow("a", now=0.0) for _ in range(2)] == [0.0, 0.0]
+    assert limit.allow("a", now=0.0) == 10.0  # one post every 10 s after the burst
+    assert limit.allow("a", now=9.0) == pytest.approx(1.0)
+    assert limit.allow("a", now=10.0) == 0.0
+    for phone in ("b", "c", "d"):
+        limit.allow(phone, now=11.0)
+    assert set(limit.buckets) == {"b", "c", "d"}  # "a", the oldest, forgotten
