@@ -54,6 +54,26 @@ PLAY = """
 """
 
 
+def run_play(
+    tmp_path: Path, play: Path, extra: dict[str, object], **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``play`` on this machine with ``extra`` variables, as the project's ansible.cfg has it."""
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", json.dumps(extra), str(play)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+            "HOME": str(tmp_path),
+            **env,
+        },
+    )
+
+
 # What an operator may set for one drone; each lands in its key, nothing else changes.
 OVERRIDES = {
     "flight_bridge_ina219_address": 68,
@@ -88,18 +108,7 @@ def test_role_templates_render_valid_files(tmp_path: Path, simulated: bool, rt_g
         extra["flight_bridge_signing_key_file"] = str(key_file)
         extra["flight_bridge_signing_max_ahead_s"] = 45
         extra.update(OVERRIDES)
-    r = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", json.dumps(extra), str(play)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            "PATH": f"{BIN}:/usr/bin:/bin",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-            "HOME": str(tmp_path),
-        },
-    )
+    r = run_play(tmp_path, play, extra)
     assert r.returncode == 0, r.stdout + r.stderr
     config = (tmp_path / "flight.yml").read_text()
     assert config.startswith("#")  # ansible_managed comes first
@@ -221,21 +230,8 @@ def test_the_role_flies_signed_or_says_so(
     extra = {"cloudrone_management_network": "10.250.0.0/24", **given}
     if extra["cloudrone_management_network"] is None:
         del extra["cloudrone_management_network"]
-    r = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", json.dumps(extra), str(play)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={
-            "PATH": f"{BIN}:/usr/bin:/bin",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-            "HOME": str(tmp_path),
-            # the key would be read from here when no variable gives it
-            "CLOUDRONE_FLIGHT_SIGNING_KEY": "",
-        },
-    )
+    # the key would be read from the environment when no variable gives it
+    r = run_play(tmp_path, play, extra, CLOUDRONE_FLIGHT_SIGNING_KEY="")
     out = r.stdout + r.stderr
     if refused is None:
         assert r.returncode == 0, out
