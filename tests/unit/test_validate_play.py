@@ -269,3 +269,22 @@ def test_a_host_that_is_neither_drone_nor_base_camp_is_refused(tmp_path):
     out = " ".join(result.stdout.split())
     assert result.returncode != 0
     assert "stray is not in the group 'drones'" in out and "nor in 'basecamp'" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "checked"),
+    [((), True), (("--tags", "flight"), True), (("--tags", "swarm"), False),
+     (("--skip-tags", "flight"), False)],
+)  # fmt: skip
+def test_the_flight_key_is_asked_for_only_when_the_run_takes_the_flight_stage(
+    tmp_path, args, checked
+):
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(changed(vars={"flight_bridge_signing_key": ""})))
+    result = subprocess.run(
+        [tool("ansible-playbook"), "-i", str(path), "playbooks/validate.yml", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "CLOUDRONE_FLIGHT_SIGNING_KEY": ""},
+    )  # fmt: skip
+    refused = "flight_bridge_signing_key is empty" in result.stdout
+    assert refused is checked and (result.returncode != 0) is checked, result.stdout[-3000:]
