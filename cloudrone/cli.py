@@ -31,7 +31,13 @@ from cloudrone.flight.ground import fly
 from cloudrone.mission import deploy, flightkey
 from cloudrone.mission import pack as packing
 from cloudrone.mission import status as drone_status
-from cloudrone.mission.model import Mission, MissionError, load, missing_secrets
+from cloudrone.mission.model import (
+    MAVLINK_BRIDGE_PORT,
+    Mission,
+    MissionError,
+    load,
+    missing_secrets,
+)
 from cloudrone.mission.picture import FORMATS, draw
 from cloudrone.mission.plan import built_archive, fleet_spec, placement, render_inventory
 from cloudrone.paths import ProjectNotFound, mission_state_dir, project_root
@@ -488,15 +494,12 @@ def ground_station(bundle: BundleArg = None) -> None:
     mission = _load(bundle)
     _warn_unsigned(mission)
     key = flightkey.ensure(mission) if mission.flight.signing else None
-    if mission.flight.ground_station:
-        address, port = mission.flight.ground_station
-    else:
-        address, port = mission.management.broadcast_address - 1, 14550
+    address, port = mission.ground_station
     table = Table(title=f"Mission {mission.name}: flight", title_justify="left")
     for col in ("drone", "system id", "MAVLink (the bridge)", "speaks first to"):
         table.add_column(col)
     for d in mission.drones:
-        table.add_row(d.name, str(d.system_id), f"{d.management_address}:14555",
+        table.add_row(d.name, str(d.system_id), f"{d.management_address}:{MAVLINK_BRIDGE_PORT}",
                       f"{address}:{port}")  # fmt: skip
     console.print(table)
     console.print(

@@ -40,7 +40,7 @@ from cloudrone.flight.rt import (
     setup_realtime,
     sleep_until,
 )
-from cloudrone.flight.signing import VerifyingMAVLink, clock_ticks
+from cloudrone.flight.signing import VerifyingMAVLink, sign_with
 from cloudrone.flight.telemetry import (
     Fix,
     SimAttitude,
@@ -166,12 +166,7 @@ class Bridge:
         timestamp seen once is never accepted again (no replay), whichever
         address it comes from.
         """
-        self.mav.signing.secret_key = key
-        self.mav.signing.link_id = link_id
-        self.mav.signing.timestamp = clock_ticks()
-        self.mav.signing.sign_outgoing = True
-        self.mav.signing.allow_unsigned_callback = None
-        self.signing = self.mav.signing
+        self.signing = sign_with(self.mav, key, link_id)
 
     def _allowed(self, host: str) -> bool:
         try:
@@ -632,11 +627,11 @@ class Bridge:
                     self._ack(msg.command, int(Result.FAILED), now, who)
 
     def _refused_signed(
-        self, refusal: tuple[str, int, float], addr: tuple[str, int], now: float
+        self, refusal: tuple[str, float], addr: tuple[str, int], now: float
     ) -> None:
         """Count a signed frame that was refused, and tell its sender why when it holds
         the key but its clock runs ahead of the drone's."""
-        reason, _, ahead_s = refusal
+        reason, ahead_s = refusal
         self.counters[SIGNED_REFUSAL_COUNTERS[reason]] += 1
         if reason != "ahead":
             return

@@ -28,7 +28,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 from cloudrone.flight.config import read_signing_key
-from cloudrone.flight.signing import clock_ticks
+from cloudrone.flight.signing import sign_with
 
 GCS_SYSTEM_ID = 255
 GCS_COMPONENT_ID = 190
@@ -163,10 +163,7 @@ class GroundLink:
         self.out = mavlink.MAVLink(None, srcSystem=GCS_SYSTEM_ID, srcComponent=GCS_COMPONENT_ID)
         if signing_key is not None:
             # what we send is signed; what the drone sends must be (one shared state)
-            self.out.signing.secret_key = signing_key
-            self.out.signing.sign_outgoing = True
-            self.out.signing.timestamp = clock_ticks()
-            self.mav.signing = self.out.signing
+            self.mav.signing = sign_with(self.out, signing_key)
         self.tm = Telemetry()
         self.sent = 0
         self._last_heartbeat = 0.0

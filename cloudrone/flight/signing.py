@@ -29,12 +29,21 @@ TICKS_PER_S = 100_000  # a signing timestamp counts 10 us steps
 NEW_STREAM_BEHIND = 60 * TICKS_PER_S
 _TIMESTAMP = struct.Struct("<IH")
 
-REFUSALS = ("bad_signature", "replay", "stale", "ahead")
-
 
 def clock_ticks(now: float | None = None) -> int:
     """The drone's clock as a signing timestamp."""
     return int(((time.time() if now is None else now) - SIGNING_EPOCH) * TICKS_PER_S)
+
+
+def sign_with(mav: Any, key: bytes, link_id: int = 0) -> Any:
+    """Sign what ``mav`` (a pymavlink MAVLink object) sends with ``key``, counting from
+    the drone's clock; unsigned frames it parses are refused. Returns its signing state."""
+    mav.signing.secret_key = key
+    mav.signing.link_id = link_id
+    mav.signing.timestamp = clock_ticks()
+    mav.signing.sign_outgoing = True
+    mav.signing.allow_unsigned_callback = None
+    return mav.signing
 
 
 def frame_timestamp(msgbuf: bytes | bytearray) -> int:
@@ -51,13 +60,11 @@ class VerifyingMAVLink(mavlink.MAVLink):  # type: ignore[misc]
     a timestamp accepted once is never accepted again, from any address.
     """
 
-    max_ahead_s: float = 60.0
-
     def __init__(self, *args: Any, max_ahead_s: float = 60.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_ahead_s = max_ahead_s
-        # (reason, timestamp, how far ahead in s) of each refused signed frame, oldest first
-        self.refusals: deque[tuple[str, int, float]] = deque(maxlen=64)
+        # (reason, how far ahead in s) of each refused signed frame, oldest first
+        self.refusals: deque[tuple[str, float]] = deque(maxlen=64)
 
     def check_signature(self, msgbuf: bytearray, srcSystem: int, srcComponent: int) -> bool:
         signing = self.signing
@@ -66,21 +73,21 @@ class VerifyingMAVLink(mavlink.MAVLink):  # type: ignore[misc]
         timestamp = frame_timestamp(msgbuf)
         expected = hashlib.sha256(bytes(key) + bytes(msgbuf[:-6])).digest()[:6]
         if not hmac.compare_digest(expected, bytes(msgbuf[-6:])):
-            self.refusals.append(("bad_signature", timestamp, 0.0))
+            self.refusals.append(("bad_signature", 0.0))
             return False
         # Genuine from here on: the key holder sent it (or it is a copy of what they sent).
         now = max(clock_ticks(), signing.timestamp)
         ahead = timestamp - now
         if ahead > self.max_ahead_s * TICKS_PER_S:
-            self.refusals.append(("ahead", timestamp, ahead / TICKS_PER_S))
+            self.refusals.append(("ahead", ahead / TICKS_PER_S))
             return False
         stream = (msgbuf[-13], srcSystem, srcComponent)
         last = signing.stream_timestamps.get(stream)
         if last is not None and timestamp <= last:
-            self.refusals.append(("replay", timestamp, 0.0))
+            self.refusals.append(("replay", 0.0))
             return False
         if last is None and timestamp + NEW_STREAM_BEHIND < signing.timestamp:
-            self.refusals.append(("stale", timestamp, 0.0))
+            self.refusals.append(("stale", 0.0))
             return False
         signing.stream_timestamps[stream] = timestamp
         signing.timestamp = max(signing.timestamp, timestamp)

@@ -53,6 +53,11 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def key_text(path: Path) -> str:
+    """What a key file holds, stripped; empty when there is none."""
+    return path.read_text(encoding="ascii").strip() if path.is_file() else ""
+
+
 def _given(mission: Mission) -> tuple[str, str] | None:
     vault, _ = read_vault(mission)
     if vault.get(FLIGHT_PASSPHRASE_ENV):
@@ -86,21 +91,20 @@ def ensure(mission: Mission) -> FlightKey | None:
     where = folder(mission)
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(where, 0o700)
-    key = FlightKey(where, "kept")
+    kept = key_text(where / PASSPHRASE_FILE)
     given = _given(mission)
     if given is not None:
         passphrase, origin = given
-        key = FlightKey(where, origin)
-    elif key.passphrase_file.is_file():
-        passphrase = key.passphrase_file.read_text(encoding="ascii").strip()
+    elif kept:
+        passphrase, origin = kept, "kept"
     else:
-        passphrase = secrets.token_urlsafe(32)  # 43 characters, 256 bits
-        key = FlightKey(where, "made")
-    if not key.passphrase_file.is_file() or key.passphrase_file.read_text().strip() != passphrase:
+        passphrase, origin = secrets.token_urlsafe(32), "made"  # 43 characters, 256 bits
+    key = FlightKey(where, origin)
+    if kept != passphrase:
         _write_private(key.passphrase_file, passphrase + "\n")
     from cloudrone.flight.signing import passphrase_key  # pymavlink loads only here
 
     hex_key = passphrase_key(passphrase).hex()
-    if not key.key_file.is_file() or key.key_file.read_text().strip() != hex_key:
+    if key_text(key.key_file) != hex_key:
         _write_private(key.key_file, hex_key + "\n")
     return key

@@ -66,6 +66,13 @@ SECRET_FIELDS = {
 MODEL_MEMORY_MB = {"pi2": 1024, "pi3": 1024, "pi4": 4096, "pi5": 8192}
 SYSTEM_RESERVE_MB = 192
 
+# The passphrase of the mission's flight key, when the operator gives it (the
+# environment or the bundle's vault) instead of letting mission up make one.
+FLIGHT_PASSPHRASE_ENV = "CLOUDRONE_FLIGHT_PASSPHRASE"
+MAVLINK_GROUND_PORT = 14550
+# where every flight bridge takes MAVLink (flight_bridge_mavlink_port)
+MAVLINK_BRIDGE_PORT = 14555
+
 # Ports a service may not publish: they manage, route or fly the drone.
 RESERVED_PORTS = {
     ("tcp", 22): "SSH",
@@ -82,7 +89,7 @@ RESERVED_PORTS = {
     ("udp", 4789): "Swarm's overlay (VXLAN)",
     ("tcp", 9090): "the routing daemon's status",
     ("udp", 14550): "the flight bridge's MAVLink",
-    ("udp", 14555): "the flight bridge's MAVLink",
+    ("udp", MAVLINK_BRIDGE_PORT): "the flight bridge's MAVLink",
 }
 
 # Phones' networks when the mission names none: drone N gets 10.43.N.0/24.
@@ -145,12 +152,6 @@ class AccessPointPlan:
     domain: str = "cloudrone.internal"
     client_isolation: bool = False
     landing_page: bool = False
-
-
-# The passphrase of the mission's flight key, when the operator gives it (the
-# environment or the bundle's vault) instead of letting mission up make one.
-FLIGHT_PASSPHRASE_ENV = "CLOUDRONE_FLIGHT_PASSPHRASE"
-MAVLINK_GROUND_PORT = 14550
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,12 @@ class Mission:
     def controller_address(self) -> ipaddress.IPv4Address:
         """On the simulated fleet, the controller's own address on the management link."""
         return self.management.broadcast_address - 1
+
+    @property
+    def ground_station(self) -> tuple[ipaddress.IPv4Address, int]:
+        """Where the bridges speak first: the bundle's, else the management network's
+        last host (the controller's), as the flight bridge role defaults it."""
+        return self.flight.ground_station or (self.controller_address, MAVLINK_GROUND_PORT)
 
 
 def _ap_subnet(

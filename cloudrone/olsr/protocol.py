@@ -120,9 +120,13 @@ class HnaPolicy:
     gateways: frozenset[str] = frozenset()
     fleet: frozenset[str] = frozenset()
 
+    def knows(self, originator: str) -> bool:
+        """Whether ``originator`` is one of the fleet's nodes (always, without a fleet)."""
+        return not self.fleet or originator in self.fleet or originator in self.gateways
+
     def refuse(self, originator: str, network: str, prefix: int) -> str | None:
         """Why the announcement is not believed ("stranger", "outside"), or None."""
-        if self.fleet and originator not in self.fleet and originator not in self.gateways:
+        if not self.knows(originator):
             return "stranger"
         if not self.accept or originator in self.gateways:
             return None
@@ -445,8 +449,7 @@ class Node:
         if msg.ttl == 0 or msg.originator in self.own_addresses:
             self.counters["dropped_ttl_or_own"] += 1
             return None
-        fleet = self.hna_policy.fleet
-        if fleet and msg.originator not in fleet and msg.originator not in self.hna_policy.gateways:
+        if not self.hna_policy.knows(msg.originator):
             self._note_stranger(msg.originator, source)
         if msg.type == self.hello_type:
             assert isinstance(msg.body, Hello)
